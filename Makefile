@@ -1,0 +1,31 @@
+# Thin wrapper: bootstrap .venv when missing, then call tal_kit or pytest.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test test-setup build-ext clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade -q pip
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+## Run the demo reproduction end to end (generates data/demo when missing) and print the results table.
+demo: $(STAMP)
+	$(PY) -m tal_kit reproduce --config demo
+
+## Run the test suite (fetches the test-only oracle and a headless browser when they can be had).
+test: $(STAMP) test-setup
+	$(PY) -m pytest
+
+test-setup: $(STAMP)
+	@$(PY) -m tests.oracle --fetch || echo "oracle package unavailable: parity tests will skip"
+	@bash tests/setup_browser.sh || echo "no headless browser: browser tests will skip"
+
+build-ext: $(STAMP)
+	$(PY) -m tal_kit build-ext
+
+clean:
+	rm -rf runs .cache data/demo
