@@ -100,7 +100,8 @@ def read_feature_array(path: str | Path, *, mmap: bool = True) -> np.ndarray:
         raise FeatureError(f"{path}: cannot be read as a {ext} feature file ({type(err).__name__}: {err})") from None
     if isinstance(array, torch.Tensor):
         array = array.numpy()
-    array = np.asarray(array)
+    if not isinstance(array, np.ndarray):  # lists, scalars (np.memmap is kept as it is)
+        array = np.asarray(array)
     if not np.issubdtype(array.dtype, np.number):
         raise FeatureError(f"{path}: holds {array.dtype} data, not numbers")
     return array
@@ -137,7 +138,7 @@ def load_feature_file(path: str | Path, input_dim: int | None = None, *, video_i
                            f"dataset.input_dim is {input_dim}{hint}")
     if array.shape[0] == 0:
         raise FeatureError(f"{where}: holds no time steps (shape {array.shape})")
-    array = np.asarray(array, dtype=np.float32)
+    array = array.astype(np.float32, copy=False)  # no copy for float32 files: stays memory-mapped
     bad = ~np.isfinite(array)
     if bad.any():
         t, c = np.argwhere(bad)[0]
