@@ -1,0 +1,11 @@
+"""1-D NMS for temporal action localization: hard NMS, soft-NMS, segment voting, batched over videos.
+
+One behaviour (SPEC §E), three backends: CUDA kernels, C++ kernels (a torch extension built on first use) and a
+pure-torch reference. See tal_kit/ops/nms.py for the API and tal_kit/ops/reference.py for the exact semantics.
+"""
+from .build import backend_info
+from .nms import PackedDetections, batched_nms, hard_nms, nms_packed, nms_videos, soft_nms
+from .params import NMSParams, params_from_test_cfg
+
+__all__ = ["batched_nms", "nms_videos", "nms_packed", "soft_nms", "hard_nms", "backend_info", "NMSParams",
+           "PackedDetections", "params_from_test_cfg"]
