@@ -1,0 +1,180 @@
+"""An ipywidgets panel around :func:`timeline`: pick a video and a class, move thresholds, change NMS, see it.
+
+With cached pre-NMS candidates (:mod:`tal_kit.viz.candidates`) the NMS controls (method, Gaussian sigma, IoU
+threshold, detections kept per video) re-run post-processing through ``tal_kit.ops`` on every change, without the
+model. With a finished ``Detections`` table only, the NMS controls are disabled and the panel shows that table.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
+
+import ipywidgets as widgets
+import numpy as np
+from IPython.display import clear_output, display
+
+from tal_kit.viz.candidates import VideoCandidates, apply_nms, nms_settings
+from tal_kit.viz.timeline import Track, VideoDetections, timeline, video_detections
+
+__all__ = ["Explorer", "explorer"]
+
+ALL_CLASSES = -1
+
+
+class Explorer:
+    """The panel's state and widgets; display it in a notebook (``explorer(...)`` as a cell's last line).
+
+    Attributes a script (or a test) can use: ``panel`` (the ipywidgets VBox), the controls (``video``,
+    ``class_filter``, ``score_threshold``, ``tiou_threshold``, ``nms_method``, ``sigma``, ``iou_threshold``,
+    ``max_seg_num``), ``figure`` (the plotly figure last drawn) and :meth:`current_detections`.
+    """
+
+    def __init__(self, ground_truth: Union[Sequence[Any], Mapping[str, Any]], *, label_names: Sequence[str],
+                 candidates: Optional[Mapping[str, VideoCandidates]] = None, detections: Any = None,
+                 test_cfg: Any = None, tiou_threshold: float = 0.5, score_threshold: float = 0.05,
+                 tracks: Union[None, Mapping[str, Track], Callable[[str], Optional[Track]]] = None,
+                 video_id: Optional[str] = None, max_detections: int = 200):
+        if candidates is None and detections is None:
+            raise ValueError("explorer: give pre-NMS candidates, a Detections table, or both")
+        records = list(ground_truth.values()) if isinstance(ground_truth, Mapping) else list(ground_truth)
+        self.ground_truth = {r.video_id: r for r in records}
+        self.label_names = list(label_names)
+        self.candidates = dict(candidates) if candidates is not None else None
+        self.detections = detections
+        self.tracks = tracks
+        self.max_detections = max_detections
+        self.figure = None
+        self._nms_cache: dict[tuple, VideoDetections] = {}
+        defaults = nms_settings(test_cfg)
+        self._fixed_settings = {k: v for k, v in defaults.items()
+                                if k not in ("method", "sigma", "iou_threshold", "max_seg_num")}
+
+        video_ids = [v for v in self.ground_truth if self.candidates is None or v in self.candidates]
+        if not video_ids:
+            raise ValueError("explorer: no video has both ground truth and candidates")
+        options = [(f"{v}  ({self.ground_truth[v].num_segments} GT)", v) for v in video_ids]
+        style = {"description_width": "120px"}
+        wide = widgets.Layout(width="420px")
+        self.video = widgets.Dropdown(options=options, value=video_id or video_ids[0], description="video",
+                                      style=style, layout=wide)
+        present = sorted({int(c) for r in records for c in np.asarray(r.labels)})
+        self.class_filter = widgets.Dropdown(
+            options=[("all classes", ALL_CLASSES)] + [(self._name(c), c) for c in present], value=ALL_CLASSES,
+            description="class", style=style, layout=wide)
+        self.score_threshold = widgets.FloatSlider(value=score_threshold, min=0.0, max=1.0, step=0.01,
+                                                   description="score ≥", continuous_update=False, style=style,
+                                                   readout_format=".2f", layout=wide)
+        self.tiou_threshold = widgets.FloatSlider(value=tiou_threshold, min=0.1, max=0.95, step=0.05,
+                                                  description="tIoU for TP", continuous_update=False, style=style,
+                                                  readout_format=".2f", layout=wide)
+        self.nms_method = widgets.ToggleButtons(options=["soft", "hard", "none"], value=defaults["method"],
+                                                description="NMS", style=style)
+        self.sigma = widgets.FloatSlider(value=defaults["sigma"], min=0.05, max=2.0, step=0.05,
+                                         description="Gaussian σ", continuous_update=False, style=style,
+                                         layout=wide)
+        self.iou_threshold = widgets.FloatSlider(value=defaults["iou_threshold"], min=0.05, max=0.95, step=0.05,
+                                                 description="NMS IoU", continuous_update=False, style=style,
+                                                 layout=wide)
+        self.max_seg_num = widgets.IntSlider(value=min(int(defaults["max_seg_num"]), 1000), min=1, max=1000,
+                                             description="top-k kept", continuous_update=False, style=style,
+                                             layout=wide)
+        self.status = widgets.HTML()
+        self.output = widgets.Output(layout=widgets.Layout(width="100%"))
+        for name, control in self._controls().items():
+            control.add_class(f"tal-{name.replace('_', '-')}")
+        self.output.add_class("tal-figure")
+        self.status.add_class("tal-status")
+        if self.candidates is None:
+            for control in (self.nms_method, self.sigma, self.iou_threshold, self.max_seg_num):
+                control.disabled = True
+        nms_box = widgets.VBox([self.nms_method, widgets.HBox([self.sigma, self.iou_threshold]), self.max_seg_num])
+        if self.candidates is None:
+            nms_box.children += (widgets.HTML("<i>NMS controls need pre-NMS candidates (none cached)</i>"),)
+        self.panel = widgets.VBox([
+            widgets.HBox([self.video, self.class_filter]),
+            widgets.HBox([self.score_threshold, self.tiou_threshold]),
+            nms_box, self.status, self.output,
+        ])
+        self.panel.add_class("tal-explorer")
+        for control in self._controls().values():
+            control.observe(self._on_change, names="value")
+        self._sync_enabled()
+        self.redraw()
+
+    # ---- state -----------------------------------------------------------------------------------------------
+    def _controls(self) -> dict[str, widgets.Widget]:
+        return {"video": self.video, "class_filter": self.class_filter, "score_threshold": self.score_threshold,
+                "tiou_threshold": self.tiou_threshold, "nms_method": self.nms_method, "sigma": self.sigma,
+                "iou_threshold": self.iou_threshold, "max_seg_num": self.max_seg_num}
+
+    def _name(self, label: int) -> str:
+        return self.label_names[label] if 0 <= label < len(self.label_names) else f"class {label}"
+
+    def settings(self) -> dict:
+        """The NMS settings the controls describe (keyword arguments of ``tal_kit.ops.batched_nms``)."""
+        return dict(self._fixed_settings, method=self.nms_method.value, sigma=float(self.sigma.value),
+                    iou_threshold=float(self.iou_threshold.value), max_seg_num=int(self.max_seg_num.value))
+
+    def current_detections(self) -> VideoDetections:
+        """The selected video's detections under the current NMS settings (before score/class filtering)."""
+        video_id = self.video.value
+        if self.candidates is None:
+            return video_detections(self.detections, video_id)
+        settings = self.settings()
+        key = (video_id, tuple(sorted(settings.items())))
+        if key not in self._nms_cache:
+            self._nms_cache[key] = apply_nms(self.candidates[video_id], settings)
+        return self._nms_cache[key]
+
+    def _track(self, video_id: str) -> Optional[Track]:
+        if self.tracks is None:
+            return None
+        if callable(self.tracks):
+            return self.tracks(video_id)
+        return self.tracks.get(video_id)
+
+    # ---- drawing ---------------------------------------------------------------------------------------------
+    def _sync_enabled(self) -> None:
+        if self.candidates is None:
+            return
+        method = self.nms_method.value
+        kind = self._fixed_settings.get("soft_kind", "gaussian")
+        self.sigma.disabled = not (method == "soft" and kind == "gaussian")
+        self.iou_threshold.disabled = not (method == "hard" or (method == "soft" and kind == "linear"))
+
+    def build_figure(self):
+        """The timeline for the current control values (also stored as ``self.figure``)."""
+        video_id = self.video.value
+        record = self.ground_truth[video_id]
+        det = self.current_detections()
+        classes = None if self.class_filter.value == ALL_CLASSES else [self.class_filter.value]
+        self.figure = timeline(record, det, label_names=self.label_names,
+                               tiou_threshold=float(self.tiou_threshold.value),
+                               score_threshold=float(self.score_threshold.value), classes=classes,
+                               max_detections=self.max_detections, track=self._track(video_id))
+        meta = self.figure.layout.meta
+        source = (f"{len(self.candidates[video_id])} candidates → {len(det)} after "
+                  f"{self.nms_method.value} NMS" if self.candidates is not None else f"{len(det)} detections")
+        self.status.value = (f"<b>{video_id}</b>: {source}; {meta['num_shown']} shown "
+                             f"(score ≥ {self.score_threshold.value:.2f})")
+        return self.figure
+
+    def redraw(self) -> None:
+        fig = self.build_figure()
+        with self.output:
+            clear_output(wait=True)
+            display(fig)
+
+    def _on_change(self, change: dict) -> None:
+        self._sync_enabled()
+        self.redraw()
+
+    def _ipython_display_(self) -> None:
+        display(self.panel)
+
+
+def explorer(ground_truth: Union[Sequence[Any], Mapping[str, Any]], *, label_names: Sequence[str],
+             candidates: Optional[Mapping[str, VideoCandidates]] = None, detections: Any = None, **kwargs: Any
+             ) -> Explorer:
+    """An interactive panel (see :class:`Explorer`): video picker, class filter, score and tIoU sliders, and NMS
+    method / sigma / IoU / top-k controls that re-run NMS on cached ``candidates``."""
+    return Explorer(ground_truth, label_names=label_names, candidates=candidates, detections=detections, **kwargs)

@@ -1,0 +1,83 @@
+"""One standalone HTML file holding one or several plotly figures, with plotly.js embedded (viewable offline).
+
+The file carries its own copy of plotly.js (about 4-5 MB) so that it opens from a disk, an e-mail attachment or
+an air-gapped machine without fetching anything; several figures share that one copy.
+"""
+from __future__ import annotations
+
+import html
+import os
+import tempfile
+from pathlib import Path
+from typing import Mapping, Sequence, Union
+
+import plotly.graph_objects as go
+from plotly.offline import get_plotlyjs
+
+__all__ = ["export_html", "write_text_atomic"]
+
+FigureSet = Union[go.Figure, Sequence[go.Figure], Mapping[str, go.Figure]]
+
+# Zoom with the mouse wheel as well as by dragging; keep the mode bar (pan, zoom, reset, PNG download).
+PLOT_CONFIG = {"scrollZoom": True, "displaylogo": False, "responsive": True}
+
+
+def write_text_atomic(path: Union[str, Path], text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename (never half-written)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _named_figures(figures: FigureSet) -> list[tuple[str, go.Figure]]:
+    if isinstance(figures, go.Figure):
+        return [("", figures)]
+    if isinstance(figures, Mapping):
+        items = list(figures.items())
+    else:
+        items = [("", fig) for fig in figures]
+    if not items:
+        raise ValueError("export_html: no figure to export")
+    for name, fig in items:
+        if not isinstance(fig, go.Figure):
+            raise TypeError(f"export_html: {name or 'an item'} is a {type(fig).__name__}, not a plotly Figure")
+    return [(str(name), fig) for name, fig in items]
+
+
+def export_html(figures: FigureSet, path: Union[str, Path], *, title: str = "tal_kit timelines") -> Path:
+    """Write ``figures`` (one figure, a list, or a mapping heading -> figure) into one self-contained HTML file.
+
+    plotly.js is inlined once; each figure gets its own ``<section>`` with an ``<h2>`` heading when named.
+    Returns the path written (atomically).
+    """
+    sections = []
+    for index, (name, fig) in enumerate(_named_figures(figures)):
+        div = fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"tal-figure-{index}", config=PLOT_CONFIG)
+        heading = f"<h2>{html.escape(name)}</h2>\n" if name else ""
+        sections.append(f'<section class="tal-figure">\n{heading}{div}\n</section>')
+    page = "\n".join([
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        "<head>",
+        '<meta charset="utf-8">',
+        f"<title>{html.escape(title)}</title>",
+        "<style>body{font-family:sans-serif;margin:1em 2em} h2{font-size:1.1em;margin:1.2em 0 0.2em}</style>",
+        # plotly.js ships no "</script>" inside, so it can be inlined as is (plotly's own write_html does this).
+        f'<script type="text/javascript">{get_plotlyjs()}</script>',
+        "</head>",
+        "<body>",
+        f"<h1>{html.escape(title)}</h1>",
+        *sections,
+        "</body>",
+        "</html>",
+        "",
+    ])
+    return write_text_atomic(path, page)
