@@ -1,0 +1,193 @@
+"""Training curves from metrics.jsonl (loss, lr, mAP), a live loss plot for notebooks, and the figures that
+explain the LR schedule and the weight EMA."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .schedule import learning_rate_at
+
+
+def read_metrics(run_dir: str | Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(iteration records, epoch records) of a run's metrics.jsonl; a line cut by an interruption is skipped."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: has this run trained yet?")
+    iters, epochs = [], []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        (iters if record.get("type") == "iter" else epochs).append(record)
+    return iters, epochs
+
+
+def _save(fig: Any, save_to: str | Path | None, close: bool) -> Any:
+    if save_to is not None:
+        Path(save_to).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(save_to, dpi=120, bbox_inches="tight")
+    if close:
+        import matplotlib.pyplot as plt
+        plt.close(fig)
+    return fig
+
+
+def plot_training_curves(run_dir: str | Path, *, save_to: str | Path | None = None, close: bool = False) -> Any:
+    """Three panels: the losses per iteration (with epoch means), the lr per iteration, the EMA model's mAP."""
+    import matplotlib.pyplot as plt
+
+    iters, epochs = read_metrics(run_dir)
+    fig, (ax_loss, ax_lr, ax_map) = plt.subplots(1, 3, figsize=(15, 3.8))
+    steps = [r["step"] for r in iters]
+    for name, color in (("final_loss", "C0"), ("cls_loss", "C1"), ("reg_loss", "C2")):
+        ax_loss.plot(steps, [r[name] for r in iters], color=color, alpha=0.35, lw=0.8)
+        ax_loss.plot([e["step"] for e in epochs], [e.get(name, math.nan) for e in epochs], "o-", color=color,
+                     ms=3, label=f"{name} (epoch mean)")
+    ax_loss.set(xlabel="iteration", ylabel="loss", title="training losses")
+    ax_loss.legend(fontsize=8)
+    ax_lr.plot(steps, [r["lr"] for r in iters], color="C3")
+    ax_lr.set(xlabel="iteration", ylabel="learning rate", title="learning rate (warmup + cosine)")
+    ax_lr.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
+    evaluated = [e for e in epochs if e.get("eval")]
+    if evaluated:
+        x = [e["epoch"] for e in evaluated]
+        ax_map.plot(x, [100 * e["eval"]["average_mAP"] for e in evaluated], "o-", color="k", label="average")
+        thresholds = evaluated[0]["eval"]["tiou_thresholds"]
+        for t, thr in enumerate(thresholds):
+            ax_map.plot(x, [100 * e["eval"]["mAP"][t] for e in evaluated], lw=0.9, alpha=0.7, label=f"tIoU {thr:g}")
+        ax_map.legend(fontsize=7, ncol=2)
+    else:
+        ax_map.text(0.5, 0.5, "not evaluated yet", ha="center", va="center", transform=ax_map.transAxes)
+    ax_map.set(xlabel="epoch (0-based)", ylabel="mAP (%)", title="EMA model on the evaluation split")
+    fig.tight_layout()
+    return _save(fig, save_to, close)
+
+
+def plot_lr_schedule(opt_cfg: Any, iters_per_epoch: int, *, save_to: str | Path | None = None,
+                     close: bool = False) -> Any:
+    """The lr of every iteration for ``cfg.opt``, with the warmup region shaded and lr(0) = 0 marked."""
+    import matplotlib.pyplot as plt
+
+    warmup_epochs = opt_cfg.warmup_epochs if opt_cfg.warmup else 0
+    warmup, total = warmup_epochs * iters_per_epoch, (opt_cfg.epochs + warmup_epochs) * iters_per_epoch
+    steps = np.arange(total)
+    lrs = [learning_rate_at(int(k), base_lr=opt_cfg.learning_rate, warmup_steps=warmup, total_steps=total,
+                            schedule_type=opt_cfg.schedule_type, eta_min=opt_cfg.eta_min,
+                            milestones=[iters_per_epoch * s for s in opt_cfg.schedule_steps],
+                            gamma=opt_cfg.schedule_gamma) for k in steps]
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    ax.plot(steps, lrs, color="C3")
+    if warmup:
+        ax.axvspan(0, warmup, color="C1", alpha=0.15, label=f"linear warmup ({warmup_epochs} epochs)")
+    ax.plot([0], [lrs[0]], "ko", ms=4, label="first step: lr = 0")
+    for epoch in range(0, total // iters_per_epoch + 1, max(1, (total // iters_per_epoch) // 10)):
+        ax.axvline(epoch * iters_per_epoch, color="0.85", lw=0.6, zorder=0)
+    ax.set(xlabel=f"iteration ({iters_per_epoch} per epoch; grey lines: epochs)", ylabel="learning rate",
+           title=f"{opt_cfg.schedule_type} schedule, base lr {opt_cfg.learning_rate:g}")
+    ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, save_to, close)
+
+
+def ema_illustration(values: Sequence[float], decays: Sequence[float] = (0.9, 0.99, 0.999)) -> dict[float, np.ndarray]:
+    """The EMA e_k = d·e_{k-1} + (1 − d)·v_k of a sequence (e_0 = v_0), for each decay d."""
+    values = np.asarray(values, dtype=np.float64)
+    out = {}
+    for decay in decays:
+        ema = np.empty_like(values)
+        ema[0] = values[0]
+        for k in range(1, len(values)):
+            ema[k] = decay * ema[k - 1] + (1.0 - decay) * values[k]
+        out[decay] = ema
+    return out
+
+
+def plot_ema_of_losses(run_dir: str | Path, decays: Sequence[float] = (0.9, 0.99), *,
+                       save_to: str | Path | None = None, close: bool = False) -> Any:
+    """What an EMA does to a noisy signal, shown on the run's per-iteration loss (the weights get the same)."""
+    import matplotlib.pyplot as plt
+
+    iters, _ = read_metrics(run_dir)
+    losses = [r["final_loss"] for r in iters]
+    steps = [r["step"] for r in iters]
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    ax.plot(steps, losses, color="0.7", lw=0.8, label="per logged iteration")
+    for i, (decay, smooth) in enumerate(ema_illustration(losses, decays).items()):
+        ax.plot(steps, smooth, color=f"C{i}", label=f"EMA, decay {decay:g} (~{1 / (1 - decay):.0f} values)")
+    ax.set(xlabel="iteration", ylabel="final loss", title="exponential moving average of a noisy sequence")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, save_to, close)
+
+
+class LiveLossPlot:
+    """A Trainer callback that redraws the loss/lr curves in a notebook while training runs.
+
+    Outside IPython it does nothing. ``every`` iterations it re-renders one figure in place (a display handle).
+    """
+
+    def __init__(self, every: int = 10, title: str = "training"):
+        self.every = max(1, int(every))
+        self.title = title
+        self.steps: list[int] = []
+        self.losses: dict[str, list[float]] = {"final_loss": [], "cls_loss": [], "reg_loss": []}
+        self.lrs: list[float] = []
+        self.epoch_marks: list[tuple[int, float | None]] = []
+        self._handle = None
+        try:
+            from IPython import get_ipython
+            self.active = get_ipython() is not None
+        except ImportError:
+            self.active = False
+
+    def on_iteration(self, record: dict[str, Any]) -> None:
+        self.steps.append(record["step"])
+        for name in self.losses:
+            self.losses[name].append(record.get(name, math.nan))
+        self.lrs.append(record["lr"])
+        if record["step"] % self.every == 0:
+            self.draw()
+
+    def on_epoch_end(self, record: dict[str, Any]) -> None:
+        evaluation = record.get("eval") or {}
+        self.epoch_marks.append((record["step"], evaluation.get("average_mAP")))
+        self.draw()
+
+    def figure(self) -> Any:
+        import matplotlib.pyplot as plt
+
+        fig, (ax_loss, ax_lr) = plt.subplots(1, 2, figsize=(12, 3.4))
+        for i, (name, values) in enumerate(self.losses.items()):
+            ax_loss.plot(self.steps, values, color=f"C{i}", lw=0.9, label=name)
+        for step, mAP in self.epoch_marks:
+            ax_loss.axvline(step, color="0.8", lw=0.6, zorder=0)
+            if mAP is not None:
+                ax_loss.annotate(f"{100 * mAP:.1f}", (step, 1), xycoords=("data", "axes fraction"), fontsize=7,
+                                 ha="right", va="top", color="0.3")
+        ax_loss.set(xlabel="iteration", ylabel="loss",
+                    title=f"{self.title}: losses (grey: epoch ends, avg mAP % of the EMA model)")
+        ax_loss.legend(fontsize=8, loc="upper right")
+        ax_lr.plot(self.steps, self.lrs, color="C3")
+        ax_lr.set(xlabel="iteration", ylabel="learning rate", title="learning rate")
+        ax_lr.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
+        fig.tight_layout()
+        return fig
+
+    def draw(self) -> None:
+        if not self.active or not self.steps:
+            return
+        import matplotlib.pyplot as plt
+        from IPython.display import display
+
+        fig = self.figure()
+        if self._handle is None:
+            self._handle = display(fig, display_id=True)
+        else:
+            self._handle.update(fig)
+        plt.close(fig)
