@@ -1,0 +1,97 @@
+"""``python -m tal_kit evaluate``: ActivityNet detection mAP of a results JSON against a ground-truth JSON."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+
+import numpy as np
+
+from tal_kit.data.annotations import AnnotationError, load_annotations
+from tal_kit.detections import Detections, DetectionsError, write_json_atomic
+from tal_kit.evaluation.fusion import FusionError, fuse_scores, load_class_scores
+from tal_kit.evaluation.ground_truth import DEDUP_MODES
+from tal_kit.evaluation.metrics import EvaluationError, evaluate_detections
+
+__all__ = ["cli_evaluate", "parse_tiou_thresholds"]
+
+
+def parse_tiou_thresholds(text: str) -> list[float]:
+    """``"0.3:0.7:0.1"`` (start:stop:step, stop included), ``"0.5,0.75,0.95"`` or ``"0.5"`` -> list of floats.
+
+    Ranges give clean decimals (0.6, not 0.6000000000000001), like the literal lists in the configs.
+    """
+    text = text.strip()
+    try:
+        if ":" not in text:
+            return [float(x) for x in text.split(",") if x.strip()]
+        start, stop, step = (float(x) for x in text.split(":"))
+    except ValueError:
+        raise ValueError(f"--tiou {text!r}: expected start:stop:step or a comma-separated list of numbers") from None
+    steps = (stop - start) / step if step > 0 else -1.0
+    if steps < 0 or abs(steps - round(steps)) > 1e-6:
+        raise ValueError(f"--tiou {text!r}: the range must go up from start to stop in whole steps")
+    return [round(start + i * step, 10) for i in range(int(round(steps)) + 1)]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m tal_kit evaluate",
+        description="ActivityNet detection mAP (identical to the official eval_detection.py; score ties are broken "
+                    "by file order). Ground truth: ActionFormer or official ActivityNet JSON. Predictions: "
+                    "ActivityNet results JSON (results[video] = [{label, score, segment}]).")
+    parser.add_argument("--gt", required=True, help="ground-truth JSON")
+    parser.add_argument("--pred", required=True, help="results JSON")
+    parser.add_argument("--subset", default="validation",
+                        help="subset(s) to evaluate, comma-separated, case-insensitive (default: validation)")
+    parser.add_argument("--tiou", default="0.5:0.95:0.05",
+                        help="tIoU thresholds: start:stop:step or a list (default 0.5:0.95:0.05; THUMOS: 0.3:0.7:0.1)")
+    parser.add_argument("--dedup-gt", choices=DEDUP_MODES, default="none",
+                        help="ground-truth filter: none (official), duplicates (InternVideo's ActionFormer fork), "
+                             "actionformer (ActionFormer HEAD: duplicates and segments < 1e-3 s)")
+    parser.add_argument("--unknown-labels", choices=("error", "ignore"), default="error",
+                        help="a predicted label without ground truth: error (official) or ignore (counted)")
+    parser.add_argument("--class-scores", metavar="FILE",
+                        help="fuse with video-level class scores (.json/.pkl) before evaluating (SPEC B.3)")
+    parser.add_argument("--fusion-topk", type=int, default=2, help="classes per video for --class-scores")
+    parser.add_argument("--fusion-num-pred", type=int, default=200, help="detections kept per video for fusion")
+    parser.add_argument("--top-k", default="1,5", help="k of the recall at k x #GT (default 1,5)")
+    parser.add_argument("--per-class", action="store_true", help="also print AP per class")
+    parser.add_argument("--json", action="store_true",
+                        help='print {"tiou_thresholds", "mAP", "average_mAP"} as JSON (fractions)')
+    parser.add_argument("--output", metavar="FILE", help="write the full metrics (per class, recall) as JSON")
+    return parser
+
+
+def cli_evaluate(argv: list[str]) -> int:
+    """Entry point of ``python -m tal_kit evaluate``; returns the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        thresholds = parse_tiou_thresholds(args.tiou)
+        top_k = [int(k) for k in args.top_k.split(",") if k.strip()]
+        db = load_annotations(args.gt)
+        records = db.select([s.strip() for s in args.subset.split(",") if s.strip()])
+        detections = Detections.from_results_json(args.pred, db.label_names, unknown_labels=args.unknown_labels)
+        if args.class_scores:
+            detections = fuse_scores(detections, load_class_scores(args.class_scores), topk=args.fusion_topk,
+                                     num_pred=args.fusion_num_pred, source=args.class_scores)
+        result = evaluate_detections(records, detections, thresholds, label_names=db.label_names,
+                                     dedup_gt=args.dedup_gt, unknown_labels=args.unknown_labels, top_k=top_k)
+    except (AnnotationError, DetectionsError, EvaluationError, FusionError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.output:
+        write_json_atomic(args.output, result.to_dict(), indent=1)
+    if args.json:
+        print(json.dumps({"tiou_thresholds": result.tiou_thresholds.tolist(), "mAP": result.mAP.tolist(),
+                          "average_mAP": _plain(result.average_mAP)}))
+    else:
+        print(f"{args.pred} vs {args.gt} ({args.subset}, {len(records)} videos)")
+        print(result.table(per_class=args.per_class))
+    return 0
+
+
+def _plain(value: float) -> float | None:
+    value = float(np.float64(value))
+    return value if math.isfinite(value) else None
