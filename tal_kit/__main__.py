@@ -14,7 +14,8 @@ from typing import Callable
 SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "config": ("tal_kit.__main__", "cli_config", "show a fully resolved config preset"),
     "demo-data": ("tal_kit.data.demo", "cli_demo_data", "generate the embedded synthetic demo dataset"),
-    "check-data": ("tal_kit.data.check", "cli_check_data", "validate a real data folder before a long run"),
+    "check-data": ("tal_kit.check_data", "cli_check_data", "validate a real data folder before a long run"),
+    "dry-run-data": ("tal_kit.dryrun", "cli_dry_run_data", "real annotation format + synthetic features, for smoke runs"),
     "train": ("tal_kit.train", "cli_train", "train ActionFormer (torchrun for several GPUs/processes)"),
     "infer": ("tal_kit.infer", "cli_infer", "run a checkpoint over a split and write detections"),
     "evaluate": ("tal_kit.evaluate", "cli_evaluate", "ActivityNet detection mAP of a results JSON"),
