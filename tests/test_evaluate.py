@@ -225,3 +225,25 @@ def test_cli_on_real_rc3d(thumos_json, rc3d_predictions, capsys):
     printed = json.loads(capsys.readouterr().out)
     assert printed["tiou_thresholds"] == [0.3, 0.4, 0.5, 0.6, 0.7]
     np.testing.assert_allclose(printed["mAP"], [0.5363, 0.4837, 0.4045, 0.2904, 0.1686], atol=5e-5)
+
+
+def test_cli_official_activitynet_format(tmp_path, capsys):
+    # Official layout: label names only (ids assigned by the annotations module), subset "validation" (the
+    # default). Class "b" has two segments, "a" one. Detections: "a" exact (AP 1); "b": an FP ranked first, then
+    # one TP -> precision 0, 1/2; recall 0, 1/2 -> AP 1/4. mAP = (1 + 1/4) / 2 = 5/8.
+    gt = {"version": "VERSION 1.3", "taxonomy": [], "database": {
+        "x1": {"subset": "validation", "duration": 60.0, "url": "", "annotations": [
+            {"label": "b", "segment": [0.0, 10.0]}, {"label": "a", "segment": [20.0, 30.0]}]},
+        "x2": {"subset": "validation", "duration": 60.0, "url": "", "annotations": [
+            {"label": "b", "segment": [5.0, 6.0]}]},
+        "x3": {"subset": "training", "duration": 60.0, "url": "", "annotations": [
+            {"label": "c", "segment": [5.0, 6.0]}]}}}
+    pred = {"version": "VERSION 1.3", "external_data": {}, "results": {
+        "x1": [{"label": "a", "score": 0.5, "segment": [20.0, 30.0]},
+               {"label": "b", "score": 0.9, "segment": [40.0, 50.0]},
+               {"label": "b", "score": 0.8, "segment": [0.0, 10.0]}]}}
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "pred.json").write_text(json.dumps(pred))
+    assert cli_evaluate(["--gt", str(tmp_path / "gt.json"), "--pred", str(tmp_path / "pred.json"),
+                         "--tiou", "0.5", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["mAP"] == [pytest.approx(5 / 8)]

@@ -56,6 +56,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="fuse with video-level class scores (.json/.pkl) before evaluating (SPEC B.3)")
     parser.add_argument("--fusion-topk", type=int, default=2, help="classes per video for --class-scores")
     parser.add_argument("--fusion-num-pred", type=int, default=200, help="detections kept per video for fusion")
+    parser.add_argument("--fusion-no-softmax", action="store_true",
+                        help="use class scores as they are (ActionFormer); default: softmax vectors with values "
+                             "outside [0, 1] (InternVideo)")
     parser.add_argument("--top-k", default="1,5", help="k of the recall at k x #GT (default 1,5)")
     parser.add_argument("--per-class", action="store_true", help="also print AP per class")
     parser.add_argument("--json", action="store_true",
@@ -75,7 +78,8 @@ def cli_evaluate(argv: list[str]) -> int:
         detections = Detections.from_results_json(args.pred, db.label_names, unknown_labels=args.unknown_labels)
         if args.class_scores:
             detections = fuse_scores(detections, load_class_scores(args.class_scores), topk=args.fusion_topk,
-                                     num_pred=args.fusion_num_pred, source=args.class_scores)
+                                     num_pred=args.fusion_num_pred, softmax_out_of_range=not args.fusion_no_softmax,
+                                     source=args.class_scores)
         result = evaluate_detections(records, detections, thresholds, label_names=db.label_names,
                                      dedup_gt=args.dedup_gt, unknown_labels=args.unknown_labels, top_k=top_k)
     except (AnnotationError, DetectionsError, EvaluationError, FusionError, ValueError) as err:

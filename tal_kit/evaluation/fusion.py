@@ -10,8 +10,10 @@ of each detection then comes from a video-level classifier. Per video:
    detection's own score; class-major (all detections with c_1, then all with c_2, ...).
 
 A class index is a position in the score vector and must equal the ground truth's ``label_id``. As in InternVideo,
-a vector nested in a length-1 list is unwrapped, and a vector with any value outside [0, 1] is taken to be logits
-and passed through a softmax.
+a vector nested in a length-1 list is unwrapped, and (``softmax_out_of_range=True``, InternVideo's rule) a vector
+with any value outside [0, 1] is taken to be logits and passed through a softmax; ActionFormer uses the values as
+they are (``softmax_out_of_range=False``). The difference is real: 155 of the 212 vectors in ActionFormer's
+``thumos14_cls_scores.pkl`` have a value above 1.
 """
 from __future__ import annotations
 
@@ -82,7 +84,8 @@ def _as_probabilities(vector: np.ndarray) -> np.ndarray:
 
 
 def fuse_scores(detections: Detections | Iterable[Mapping[str, Any]], class_scores: Mapping[str, Any], *,
-                topk: int = 2, num_pred: int = 200, source: str | Path | None = None) -> Detections:
+                topk: int = 2, num_pred: int = 200, softmax_out_of_range: bool = True,
+                source: str | Path | None = None) -> Detections:
     """Give class-agnostic detections their classes from video-level scores (see the module docstring).
 
     Args:
@@ -90,6 +93,7 @@ def fuse_scores(detections: Detections | Iterable[Mapping[str, Any]], class_scor
         class_scores: video id -> class-score vector, e.g. from :func:`load_class_scores`.
         topk: classes per video (InternVideo: 2).
         num_pred: detections kept per video before the expansion (InternVideo: 200).
+        softmax_out_of_range: InternVideo's softmax of vectors with values outside [0, 1] (False: ActionFormer).
         source: the score file, for error messages.
 
     Returns a new table: videos in first-appearance order, up to ``topk * num_pred`` rows each.
@@ -107,7 +111,9 @@ def fuse_scores(detections: Detections | Iterable[Mapping[str, Any]], class_scor
         where = f"{source}: " if source is not None else "class scores: "
         raise FusionError(f"{where}{len(missing)} video(s) with detections have no class scores: "
                           f"{', '.join(map(repr, missing[:20]))}{', ...' if len(missing) > 20 else ''}")
-    vectors = [_as_probabilities(_score_vector(class_scores[v], f"class scores of video {v!r}")) for v in videos]
+    vectors = [_score_vector(class_scores[v], f"class scores of video {v!r}") for v in videos]
+    if softmax_out_of_range:
+        vectors = [_as_probabilities(v) for v in vectors]
     if len({len(v) for v in vectors}) != 1:
         raise FusionError(f"{source or 'class scores'}: score vectors have different lengths")
     video_scores = np.stack(vectors)  # [V, num_classes], V in first-appearance order

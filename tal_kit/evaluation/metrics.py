@@ -193,15 +193,16 @@ def _prepare(ground_truth: Sequence[VideoRecord] | GroundTruth, detections: Dete
     kept_rows = np.flatnonzero(known)
     dets = detections.select(kept_rows) if num_ignored else detections
 
-    # One integer code per video over ground truth and detections together; groups are (label, video).
-    vocabulary, codes = np.unique(np.concatenate([gt.video_ids, dets.video_ids]), return_inverse=True)
-    gt_video_code = codes[: len(gt.video_ids)][gt.video]
-    det_video_code = codes[len(gt.video_ids):]
-    num_outside = int((~np.isin(dets.video_ids, gt.video_ids)).sum())
+    # Groups are (label, video). Video codes: 1 + index among the evaluated videos, 0 for any other video (whose
+    # detections pair with nothing, so they need not be told apart).
+    video_code = {video_id: i + 1 for i, video_id in enumerate(gt.video_ids.tolist())}
+    det_video_code = np.array([video_code.get(v, 0) for v in dets.video_ids.tolist()], dtype=np.int64)
+    num_outside = int((det_video_code == 0).sum())
+    num_codes = len(gt.video_ids) + 1
 
     order = rank_order(dets.labels, dets.scores)
-    det_group = dets.labels[order] * len(vocabulary) + det_video_code[order]
-    gt_group = gt.labels * len(vocabulary) + gt_video_code
+    det_group = dets.labels[order] * num_codes + det_video_code[order]
+    gt_group = gt.labels * num_codes + gt.video + 1
     pairs = candidate_pairs(det_group, dets.starts[order], dets.ends[order], gt_group, gt.starts, gt.ends)
     return _Prepared(gt, dets, kept_rows, order, pairs, det_group, num_classes, num_ignored, num_outside)
 
