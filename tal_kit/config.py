@@ -142,6 +142,8 @@ class TestConfig:
     ext_score_file: Optional[str] = None  # video-level class scores for fusion (SPEC §B.3), relative to data_root
     fusion_topk: int = 2
     fusion_num_pred: int = 200
+    # InternVideo softmaxes a score vector with any value outside [0, 1]; upstream uses the scores as they are.
+    fusion_softmax: bool = True
 
 
 @dataclass
