@@ -1,10 +1,323 @@
-"""Placeholder until the extension build lands: every call uses the pure-torch reference."""
+"""Build and load the NMS extension (csrc/): just in time on first use, or ahead of time with ``tal-kit build-ext``.
+
+Variants: "cuda" (C++ and CUDA kernels; built wherever nvcc and a CUDA build of torch exist, with or without a GPU)
+and "cpu" (C++ kernels only). The build is cached under ``$TAL_KIT_EXT_DIR`` (default ``~/.cache/tal_kit/ext``), in
+a folder keyed by the torch, CUDA and Python versions, the CUDA architectures and a hash of the sources and flags;
+torch's file lock keeps concurrent builds from colliding. When nothing can be built, one warning says why and the
+pure-torch reference takes over.
+
+Environment: ``TAL_KIT_NMS_EXT`` = "auto" (default) | "cpu" (never compile CUDA) | "off" (never build: pure torch);
+``TORCH_CUDA_ARCH_LIST`` (default: the visible GPUs, or DEFAULT_CUDA_ARCH_LIST when none is visible);
+``CUDA_HOME`` (default: found from nvcc).
+"""
 from __future__ import annotations
 
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from pathlib import Path
+from types import ModuleType
 
-def extension_for(backend: str):
+import torch
+
+CSRC = Path(__file__).resolve().parent / "csrc"
+CPU_SOURCES = ("nms.cpp", "nms_cpu.cpp")
+CUDA_SOURCES = CPU_SOURCES + ("nms_cuda.cu",)
+HEADERS = ("nms.h", "nms_cpu.h", "nms_cuda.h")
+# sm_80 code runs on every 8.x GPU (A100, A10, RTX 30/40), sm_90 on H100/H200; the PTX lets newer GPUs JIT it.
+# Kept short: every architecture costs compile time (CI has two cores).
+DEFAULT_CUDA_ARCH_LIST = "8.0;9.0+PTX"
+# -ffp-contract=off / --fmad=false: no fused multiply-adds, so float32 results match the torch reference bit for bit.
+CXX_FLAGS = ["-O3", "-fopenmp", "-ffp-contract=off"]
+LD_FLAGS = ["-fopenmp"]
+NVCC_FLAGS = ["-O3", "--fmad=false"]
+
+
+def cache_root() -> Path:
+    """Where builds are cached: $TAL_KIT_EXT_DIR, else $XDG_CACHE_HOME/tal_kit/ext, else ~/.cache/tal_kit/ext."""
+    if os.environ.get("TAL_KIT_EXT_DIR"):
+        return Path(os.environ["TAL_KIT_EXT_DIR"]).expanduser()
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "tal_kit" / "ext"
+
+
+def _nvcc_version(cuda_home: Path) -> str | None:
+    try:
+        out = subprocess.run([str(cuda_home / "bin" / "nvcc"), "--version"], capture_output=True, text=True,
+                             timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    for token in out.replace(",", " ").split():
+        if token.startswith("V") and token[1:2].isdigit():
+            return token[1:]
     return None
 
 
+def find_cuda_home() -> Path | None:
+    """A CUDA toolkit folder holding bin/nvcc and include/cuda_runtime.h (torch's own guess can be wrong when nvcc
+    on PATH is a wrapper script, e.g. /usr/local/bin/nvcc -> CUDA_HOME=/usr/local)."""
+    candidates = [os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH")]
+    nvcc = shutil.which("nvcc")
+    if nvcc:
+        candidates.append(str(Path(nvcc).resolve().parent.parent))
+    if torch.version.cuda:
+        candidates.append(f"/usr/local/cuda-{torch.version.cuda}")
+    candidates.append("/usr/local/cuda")
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "bin" / "nvcc").exists() \
+                and (Path(candidate) / "include" / "cuda_runtime.h").exists():
+            return Path(candidate)
+    return None
+
+
+def cuda_build_possible() -> tuple[bool, str]:
+    """Whether the CUDA kernels can be compiled here, and why not."""
+    if os.environ.get("TAL_KIT_NMS_EXT", "auto") == "cpu":
+        return False, "TAL_KIT_NMS_EXT=cpu"
+    if not torch.version.cuda:
+        return False, f"torch {torch.__version__} is not a CUDA build"
+    home = find_cuda_home()
+    if home is None:
+        return False, "no CUDA toolkit (nvcc) found; set CUDA_HOME to build the CUDA kernels"
+    version = _nvcc_version(home)
+    if version is None:
+        return False, f"{home}/bin/nvcc does not run"
+    if version.split(".")[0] != torch.version.cuda.split(".")[0]:
+        return False, f"nvcc {version} ({home}) does not match torch's CUDA {torch.version.cuda}"
+    return True, f"nvcc {version} at {home}"
+
+
+def cuda_arch_list() -> str | None:
+    """TORCH_CUDA_ARCH_LIST for the build: the user's, else None (torch targets the visible GPUs), else the default."""
+    if os.environ.get("TORCH_CUDA_ARCH_LIST"):
+        return os.environ["TORCH_CUDA_ARCH_LIST"]
+    if torch.cuda.is_available():
+        archs = sorted({"{}.{}".format(*torch.cuda.get_device_capability(i)) for i in range(torch.cuda.device_count())})
+        return ";".join(archs)
+    return DEFAULT_CUDA_ARCH_LIST
+
+
+def build_key(variant: str) -> str:
+    """Hash of the sources, the flags and the target architectures."""
+    digest = hashlib.sha256()
+    for name in sorted(set(CUDA_SOURCES + HEADERS)):
+        digest.update(name.encode() + b"\0" + (CSRC / name).read_bytes() + b"\0")
+    digest.update(json.dumps([variant, CXX_FLAGS, LD_FLAGS, NVCC_FLAGS,
+                              cuda_arch_list() if variant == "cuda" else None]).encode())
+    return digest.hexdigest()[:12]
+
+
+def build_dir(variant: str) -> Path:
+    """<cache>/torch<version>-<cuda>-py<X.Y>/<variant>-<hash>."""
+    cuda = f"cu{torch.version.cuda}" if torch.version.cuda else "cpu"
+    python = f"py{sys.version_info.major}.{sys.version_info.minor}"
+    return cache_root() / f"torch{torch.__version__.replace('+', '_')}-{cuda}-{python}" / f"{variant}-{build_key(variant)}"
+
+
+def _ensure_ninja_on_path() -> None:
+    """torch's builder runs `ninja` from PATH; a virtualenv's ninja is not on it unless the venv is activated."""
+    if shutil.which("ninja"):
+        return
+    folders = [str(Path(sys.executable).parent)]
+    try:
+        import ninja
+
+        folders.insert(0, ninja.BIN_DIR)
+    except ImportError:
+        pass
+    os.environ["PATH"] = os.pathsep.join(folders + [os.environ.get("PATH", "")])
+
+
+def _compiler_problem() -> str | None:
+    compiler = os.environ.get("CXX", "c++")
+    if shutil.which(compiler) is None:
+        return f"no C++ compiler ({compiler}) on PATH"
+    _ensure_ninja_on_path()
+    if shutil.which("ninja") is None:
+        return "ninja is not installed (pip install ninja)"
+    return None
+
+
+def compile_extension(variant: str, *, verbose: bool = False, force: bool = False) -> tuple[ModuleType, dict]:
+    """Compile (or load the cached build of) one variant. Raises when the build fails."""
+    from torch.utils import cpp_extension
+
+    folder = build_dir(variant)
+    if force and folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"tal_kit_nms_{variant}_{folder.name.split('-')[-1]}"
+    cached = (folder / f"{name}.so").exists()
+    saved_env = {key: os.environ.get(key) for key in ("TORCH_CUDA_ARCH_LIST", "CUDA_HOME")}
+    saved_home = cpp_extension.CUDA_HOME
+    sources = CUDA_SOURCES if variant == "cuda" else CPU_SOURCES
+    cflags = CXX_FLAGS + (["-DTAL_KIT_WITH_CUDA"] if variant == "cuda" else [])
+    try:
+        if variant == "cuda":
+            home = find_cuda_home()
+            os.environ["CUDA_HOME"] = str(home)
+            cpp_extension.CUDA_HOME = str(home)
+            os.environ["TORCH_CUDA_ARCH_LIST"] = cuda_arch_list()
+        started = time.perf_counter()
+        # (copies: torch appends its own flags to the lists it is given)
+        module = cpp_extension.load(name=name, sources=[str(CSRC / s) for s in sources], extra_cflags=list(cflags),
+                                    extra_cuda_cflags=list(NVCC_FLAGS), extra_ldflags=list(LD_FLAGS),
+                                    build_directory=str(folder), with_cuda=variant == "cuda", verbose=verbose)
+        seconds = time.perf_counter() - started
+    finally:
+        cpp_extension.CUDA_HOME = saved_home
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    record_path = folder / "tal_kit_build.json"
+    if not cached or not record_path.exists():
+        record = {"variant": variant, "compile_seconds": round(seconds, 2), "torch": torch.__version__,
+                  "cuda": torch.version.cuda, "cuda_arch_list": cuda_arch_list() if variant == "cuda" else None,
+                  "built_at": time.strftime("%Y-%m-%d %H:%M:%S")}
+        tmp = record_path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(record, indent=1))
+        tmp.replace(record_path)
+    record = json.loads(record_path.read_text())
+    record.update(build_dir=str(folder), load_seconds=round(seconds, 2), cached=cached)
+    return module, record
+
+
+class _State:
+    lock = threading.Lock()
+    attempted = False
+    module: ModuleType | None = None
+    info: dict = {}
+
+
+def _failure_summary(error: BaseException) -> str:
+    text = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    compiler_errors = [line for line in text if "error:" in line.lower() or "error :" in line.lower()]
+    lines = compiler_errors or text or [type(error).__name__]
+    return lines[0][:300]
+
+
+def load_extension() -> ModuleType | None:
+    """The extension module (built on first use), or None when it cannot be built here (one warning says why)."""
+    with _State.lock:
+        if _State.attempted:
+            return _State.module
+        _State.attempted = True
+        setting = os.environ.get("TAL_KIT_NMS_EXT", "auto")
+        info: dict = {"variant": None, "build_dir": None, "compile_seconds": None, "load_seconds": None,
+                      "cached": None, "cuda_arch_list": None}
+        problem = _compiler_problem() if setting != "off" else "TAL_KIT_NMS_EXT=off"
+        cuda_ok, cuda_why = cuda_build_possible()
+        notes = []
+        if problem is None:
+            for variant in (["cuda"] if cuda_ok else []) + ["cpu"]:
+                try:
+                    _State.module, record = compile_extension(variant)
+                    info.update(record)
+                    break
+                except Exception as error:  # compiler errors come as RuntimeError/CalledProcessError/OSError
+                    notes.append(f"the {variant} build failed: {_failure_summary(error)}")
+            if _State.module is None:
+                problem = "; ".join(notes)
+        info["cuda_build"] = cuda_why if cuda_ok else f"not built: {cuda_why}"
+        if notes and _State.module is not None:
+            warnings.warn(f"tal_kit NMS: {notes[0]}; using the C++ CPU kernels (GPU tensors are processed on the "
+                          f"CPU). Run `python -m tal_kit build-ext --verbose` for the compiler output.",
+                          RuntimeWarning, stacklevel=3)
+        if _State.module is None:
+            info["problem"] = problem
+            if setting != "off":
+                warnings.warn(f"tal_kit NMS: the C++/CUDA extension is unavailable ({problem}); using the pure-torch "
+                              f"NMS, which gives the same results more slowly. Run `python -m tal_kit build-ext "
+                              f"--verbose` for details.", RuntimeWarning, stacklevel=3)
+        _State.info = info
+        return _State.module
+
+
+def extension_for(backend: str) -> ModuleType | None:
+    """The extension module if it can serve `backend` ("cpp" or "cuda"), else None."""
+    module = load_extension()
+    if module is None:
+        return None
+    if backend == "cuda":
+        return module if module.has_cuda() and torch.cuda.is_available() else None
+    return module
+
+
 def backend_info() -> dict:
-    return {"backend": "torch", "reason": "the C++/CUDA extension is not built yet"}
+    """Which NMS backend "auto" uses here and why, with the build folder and compile/load times (builds if needed).
+
+    Keys: backend (for GPU tensors when a GPU is visible, else for CPU tensors), cpu_backend, gpu_backend (None
+    without a GPU), reason, variant, build_dir, cuda_arch_list, compile_seconds (cold build), load_seconds (this
+    process: compile or cached load), cached, cuda_build.
+    """
+    module = load_extension()
+    info = dict(_State.info)
+    gpu = torch.cuda.is_available()
+    if module is None:
+        cpu_backend, reason = "torch", f"pure-torch reference: {info.get('problem')}"
+    else:
+        cpu_backend = "cpp"
+        reason = f"{info['variant']} extension from {info['build_dir']}"
+    gpu_backend = None
+    if gpu:
+        gpu_backend = "cuda" if module is not None and module.has_cuda() else "torch"
+        if gpu_backend == "torch":
+            reason += f"; GPU tensors use the pure-torch reference on the CPU ({info.get('cuda_build')})"
+    elif module is not None and module.has_cuda():
+        reason += "; CUDA kernels compiled, but no GPU is visible"
+    info.update(backend=gpu_backend or cpu_backend, cpu_backend=cpu_backend, gpu_backend=gpu_backend, reason=reason)
+    return info
+
+
+def cli_info_lines() -> list[str]:
+    """Lines for ``tal-kit info``."""
+    info = backend_info()
+    lines = [f"NMS backend: {info['backend']} (CPU tensors: {info['cpu_backend']}, GPU tensors: "
+             f"{info['gpu_backend'] or 'no GPU visible'})", f"NMS why: {info['reason']}",
+             f"NMS CUDA kernels: {info['cuda_build']}"]
+    if info.get("build_dir"):
+        lines.append(f"NMS build: {info['build_dir']} (cold compile {info['compile_seconds']} s; this process "
+                     f"{'loaded the cached build' if info['cached'] else 'compiled it'} in {info['load_seconds']} s"
+                     + (f"; CUDA archs {info['cuda_arch_list']}" if info.get("cuda_arch_list") else "") + ")")
+    return lines
+
+
+def cli_build_ext(args: list[str]) -> int:
+    """``tal-kit build-ext [--cpu-only] [--force] [--verbose]``: compile the NMS extension ahead of time."""
+    parser = argparse.ArgumentParser(prog="tal-kit build-ext", description="Compile the tal_kit NMS extension "
+                                     f"(cache: {cache_root()}, override with TAL_KIT_EXT_DIR).")
+    parser.add_argument("--cpu-only", action="store_true", help="skip the CUDA kernels even when nvcc is present")
+    parser.add_argument("--force", action="store_true", help="delete the cached build and compile from scratch")
+    parser.add_argument("--verbose", action="store_true", help="show the compiler commands and output")
+    options = parser.parse_args(args)
+    problem = _compiler_problem()
+    if problem:
+        print(f"error: cannot build the NMS extension: {problem}", file=sys.stderr)
+        return 1
+    cuda_ok, cuda_why = cuda_build_possible()
+    variants = ["cuda"] if cuda_ok and not options.cpu_only else ["cpu"]
+    if not cuda_ok and not options.cpu_only:
+        print(f"CUDA kernels skipped: {cuda_why}")
+    if variants == ["cuda"]:
+        print(f"compiling C++ and CUDA kernels ({cuda_why}; TORCH_CUDA_ARCH_LIST={cuda_arch_list()}) ...", flush=True)
+    else:
+        print("compiling the C++ kernels ...", flush=True)
+    try:
+        _, record = compile_extension(variants[0], verbose=options.verbose, force=options.force)
+    except Exception as error:
+        print(f"error: the {variants[0]} build failed: {_failure_summary(error)}\n"
+              f"(run with --verbose for the full compiler output)", file=sys.stderr)
+        return 1
+    state = "cached build loaded" if record["cached"] else "compiled"
+    print(f"{state} in {record['load_seconds']} s: {record['build_dir']} "
+          f"(cold compile took {record['compile_seconds']} s)")
+    return 0

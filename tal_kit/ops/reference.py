@@ -46,8 +46,11 @@ def nms_iou(x1p: Tensor, x2p: Tensor, areap: Tensor, x1: Tensor, x2: Tensor, are
 def decay_weights(iou: Tensor, params: NMSParams) -> Tensor:
     """Soft-NMS multiplier for each overlapping candidate (float32)."""
     if params.soft_kind == "gaussian":
-        exponent = -(iou * iou) / _f32(params.sigma)
-        return torch.exp(exponent.double()).float()
+        weights = torch.ones_like(iou)
+        overlapping = iou != 0  # exp(-0) is exactly 1; skipping those saves most of the (slow) float64 exp calls
+        exponent = -(iou[overlapping] * iou[overlapping]) / _f32(params.sigma)
+        weights[overlapping] = torch.exp(exponent.double()).float()
+        return weights
     return torch.where(iou >= _f32(params.iou_threshold), 1 - iou, torch.ones_like(iou))
 
 
