@@ -188,3 +188,14 @@ def test_feature_grid_is_frozen():
     grid = FeatureGrid(4, 16, 30.0)
     with pytest.raises(AttributeError):
         grid.fps = 25.0  # type: ignore[misc]
+
+
+def test_resampling_time_shift_hand_values():
+    """Source: 4 clips of 16 frames every 8 frames at 30 fps; target: 8 clips every 4 frames. Output 1 reads source
+    position (1.5 * 4/8 - 0.5) = 0.25, i.e. (0.25 * 8 + 8) / 30 = 10/30 s, while its grid point is (4 + 8) / 30 s."""
+    from tal_kit.data.grid import resampling_source_positions, resampling_time_shift
+
+    np.testing.assert_allclose(resampling_source_positions(4, 8), [0, 0.25, 0.75, 1.25, 1.75, 2.25, 2.75, 3.0])
+    shift = resampling_time_shift(FeatureGrid(8, 16, 30.0), 4, FeatureGrid(4, 16, 30.0), 8)
+    np.testing.assert_allclose(shift[1:7], -2 / 30)  # a constant lag of half the stride difference
+    np.testing.assert_allclose(shift[[0, 7]], [0.0, (3 * 8 + 8 - (7 * 4 + 8)) / 30])  # clamped ends

@@ -101,3 +101,20 @@ def resample_features(feats: torch.Tensor, length: int) -> torch.Tensor:
     if length <= 0 or feats.shape[1] == 0:
         raise ValueError(f"cannot resample {feats.shape[1]} features to length {length}")
     return F.interpolate(feats[None], size=int(length), mode="linear", align_corners=False)[0]
+
+
+def resampling_source_positions(source_length: int, target_length: int) -> np.ndarray:
+    """For each of the ``target_length`` outputs of :func:`resample_features`, the fractional input index it reads
+    (``(i + 0.5) * T_in / T_out - 0.5``, clamped to [0, T_in - 1])."""
+    i = np.arange(target_length, dtype=np.float64)
+    src = (i + 0.5) * source_length / target_length - 0.5
+    return np.clip(src, 0.0, source_length - 1)
+
+
+def resampling_time_shift(source_grid: FeatureGrid, source_length: int, target_grid: FeatureGrid,
+                          target_length: int) -> np.ndarray:
+    """Seconds by which each resampled feature is displaced: the time it was read at on the source grid minus the
+    time its target grid point claims. Resampling by length alone ignores the grids' offsets and strides, so this is
+    not zero in general; it shows how far InternVideo's MAE-onto-I3D/TSP resampling moves features in time."""
+    read_at = source_grid.grid_to_seconds(resampling_source_positions(source_length, target_length))
+    return read_at - target_grid.clip_centres(target_length)
