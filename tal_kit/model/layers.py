@@ -1,0 +1,111 @@
+"""Building blocks shared by the backbone, neck and heads (SPEC §D.1, §D.4).
+
+Tensors are laid out as [batch, channels, time] and every sequence comes with a boolean mask [batch, 1, time] that
+is True on real time steps and False on padding. The masked layers keep padding at zero where the published model
+does, and leave it alone where it does not: after a LayerNorm, a padded step holds the norm's bias, which the next
+kernel-3 convolution sees at the last real step. That small boundary effect is part of the reference numbers, so it
+is reproduced rather than "fixed".
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class MaskedConv1d(nn.Conv1d):
+    """A 1-D convolution whose output is zeroed on padded steps; returns ``(output, output_mask)``.
+
+    Only "same" convolutions (odd kernel, padding kernel//2) are supported, so output step i is centred on input
+    step i*stride. With stride s > 1 the output mask is the input mask at steps 0, s, 2s, ... (the input length must
+    be divisible by s, which the model guarantees by padding to a multiple of the pyramid's total stride).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, *,
+                 groups: int = 1, bias: bool = True):
+        if kernel_size % 2 != 1:
+            raise ValueError(f"MaskedConv1d needs an odd kernel size, got {kernel_size}")
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2,
+                         groups=groups, bias=bias)
+        if bias:
+            nn.init.zeros_(self.bias)
+
+    def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+        stride = self.stride[0]
+        if x.shape[-1] % stride != 0:
+            raise ValueError(f"MaskedConv1d with stride {stride} needs a length divisible by it, got {x.shape[-1]}")
+        out_mask = mask[:, :, ::stride] if stride > 1 else mask
+        return super().forward(x) * out_mask, out_mask
+
+
+class ChannelLayerNorm(nn.Module):
+    """LayerNorm over the channels of a [B, C, T] tensor, separately at every time step (eps 1e-5, affine).
+
+    Computed by ``F.layer_norm`` on the time-major view: one fused kernel instead of the mean/variance chain
+    (same numbers to float rounding). The result is a [B, C, T] view with time-major strides.
+    """
+
+    def __init__(self, num_channels: int, eps: float = 1e-5):
+        super().__init__()
+        self.num_channels = num_channels
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(num_channels))
+        self.bias = nn.Parameter(torch.zeros(num_channels))
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != 3 or x.shape[1] != self.num_channels:
+            raise ValueError(f"ChannelLayerNorm({self.num_channels}) expects [B, {self.num_channels}, T], "
+                             f"got {tuple(x.shape)}")
+        return F.layer_norm(x.transpose(1, 2), (self.num_channels,), self.weight, self.bias, self.eps).transpose(1, 2)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_channels}, eps={self.eps}"
+
+
+def drop_path(x: Tensor, drop_prob: float, training: bool) -> Tensor:
+    """Stochastic depth: in training, zero the whole residual branch of a sample with probability ``drop_prob``
+    and divide the kept ones by 1 - drop_prob, so the expected output is unchanged. Identity in evaluation."""
+    if drop_prob == 0.0 or not training:
+        return x
+    keep_prob = 1.0 - drop_prob
+    # one uniform draw per sample; u >= drop_prob keeps it (the same draw-to-decision rule as the reference)
+    keep = torch.rand((x.shape[0],) + (1,) * (x.dim() - 1), dtype=x.dtype, device=x.device) >= drop_prob
+    return x / keep_prob * keep
+
+
+class LayerScaleDropPath(nn.Module):
+    """A learnable per-channel gain (LayerScale, initialised small so each residual branch starts near zero) followed
+    by stochastic depth. ActionFormer calls this ``AffineDropPath``."""
+
+    def __init__(self, num_channels: int, drop_prob: float = 0.0, init_scale: float = 1e-4):
+        super().__init__()
+        self.scale = nn.Parameter(torch.full((num_channels,), float(init_scale)))
+        self.drop_prob = float(drop_prob)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return drop_path(x * self.scale[:, None], self.drop_prob, self.training)
+
+    def extra_repr(self) -> str:
+        return f"{self.scale.numel()}, drop_prob={self.drop_prob}"
+
+
+def sinusoid_position_table(length: int, dim: int) -> Tensor:
+    """The Transformer's sinusoidal position table as [1, dim, length] float32:
+    PE[pos, j] = sin(pos / 10000^(2*floor(j/2)/dim)) for even j, cos(...) for odd j (computed in float64)."""
+    position = np.arange(length, dtype=np.float64)[:, None]
+    exponent = 2 * (np.arange(dim) // 2) / dim
+    angles = position / np.power(10000.0, exponent)[None, :]
+    table = np.empty_like(angles)
+    table[:, 0::2] = np.sin(angles[:, 0::2])
+    table[:, 1::2] = np.cos(angles[:, 1::2])
+    return torch.from_numpy(table).float().T.unsqueeze(0).contiguous()
+
+
+def prior_bias(prior_prob: float) -> float:
+    """The logit b with sigmoid(b) = prior_prob, used to start the classifier at a low foreground probability."""
+    if not 0.0 < prior_prob < 1.0:
+        raise ValueError(f"train_cfg.cls_prior_prob must lie in (0, 1), got {prior_prob}")
+    return -math.log((1.0 - prior_prob) / prior_prob)
