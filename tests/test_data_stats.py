@@ -61,3 +61,16 @@ def test_thumos_quirks_visible(thumos_json):
     assert s.videos == 212 and s.segments_per_video[0] == pytest.approx(15, abs=1.5)  # ~15 per test video
     assert s.duration_s[0] == pytest.approx(4.3, abs=0.5)  # mean instance 4.3 s
     assert s.overlaps.identical_different_label > 0  # CliffDiving segments also labelled Diving
+
+
+def test_instance_lengths_in_steps():
+    from types import SimpleNamespace
+
+    from tal_kit.data.stats import instance_lengths_in_steps
+
+    cfg = SimpleNamespace(feat_stride=4, num_frames=16, downsample_rate=1, max_seq_len=192, force_upsampling=False,
+                          fixed_length_num_frames="stride_x_frames", default_fps=None)
+    videos = [_video("a", 20.0, [[0, 4], [10, 11]], [0, 1])]  # fps 30: 4 s = 120 frames = 30 steps of 4 frames
+    np.testing.assert_allclose(instance_lengths_in_steps(videos, cfg), [30.0, 7.5])
+    fixed = SimpleNamespace(**{**vars(cfg), "feat_stride": -1, "force_upsampling": True})
+    np.testing.assert_allclose(instance_lengths_in_steps(videos, fixed), [4 / 20 * 192, 1 / 20 * 192])

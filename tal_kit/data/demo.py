@@ -42,7 +42,8 @@ from tal_kit.data.features import feature_path, write_feature_file
 from tal_kit.data.grid import FeatureGrid
 
 __all__ = ["THUMOS_CLASSES", "CLASS_GROUPS", "DemoSpec", "VideoPlan", "plan_videos", "plan_video",
-           "render_features", "demo_annotations", "generate_demo_dataset", "load_demo_spec", "cli_demo_data"]
+           "render_features", "demo_annotations", "generate_demo_dataset", "ensure_demo_data", "load_demo_spec",
+           "cli_demo_data"]
 
 # The 20 THUMOS-14 classes; label_id is the index (alphabetical, as in thumos14.json).
 THUMOS_CLASSES = ["BaseballPitch", "BasketballDunk", "Billiards", "CleanAndJerk", "CliffDiving", "CricketBowling",
@@ -172,20 +173,22 @@ def plan_video(spec: DemoSpec, index: int) -> VideoPlan:
     second = int(rng.choice(related)) if related and rng.random() < spec.second_class_prob else None
 
     count = max(1, int(rng.poisson(spec.instances_per_minute * duration / 60.0)))
-    classes = [main if second is None or rng.random() < 0.7 else second for _ in range(count)]
+    # the main class comes first, so every video shows it at least once
+    classes = [main] + [main if second is None or rng.random() < 0.7 else second for _ in range(count - 1)]
     lengths = [float(np.clip(medians[c] * np.exp(rng.normal(0, spec.instance_duration_spread)),
-                             spec.min_instance, spec.max_instance)) for c in classes]
-    # lay the instances out in time with random gaps; drop those that do not fit
-    free = max(duration - sum(lengths), 0.0)
-    gaps = rng.dirichlet(np.ones(count + 1)) * free
+                             spec.min_instance, min(spec.max_instance, duration / 2))) for c in classes]
+    while len(lengths) > 1 and sum(lengths) > duration - 0.4:  # too many to fit: drop the last ones
+        classes.pop()
+        lengths.pop()
+    # lay the instances out in time in random order, with random gaps, 0.2 s clear of both ends of the video
+    order = rng.permutation(len(classes))
+    gaps = rng.dirichlet(np.ones(len(classes) + 1)) * max(duration - 0.4 - sum(lengths), 0.0)
     instances: list[Instance] = []
-    t = 0.0
-    for c, length, gap in zip(classes, lengths, gaps):
-        start, end = t + gap, t + gap + length
+    t = 0.2
+    for k, gap in zip(order, gaps):
+        start, end = t + gap, t + gap + lengths[k]
         t = end
-        if end > duration - 0.1:
-            break
-        instances.extend(_annotate(rng, spec, c, start, end, ids, medians, duration))
+        instances.extend(_annotate(rng, spec, classes[k], start, end, ids, medians, duration))
 
     distractors = []
     for _ in range(int(rng.poisson(spec.distractors_per_minute * duration / 60.0))):
@@ -391,6 +394,15 @@ def generate_demo_dataset(out: str | Path, spec: DemoSpec | None = None, *, over
             f"{summary['test_videos']} test, {summary['hours']} h), {summary['segments']} segments, "
             f"{summary['feature_bytes'] / 1e6:.1f} MB of features, {summary['seconds']} s")
     return summary
+
+
+def ensure_demo_data(root: str | Path, log=print) -> bool:
+    """Generate the demo dataset in ``root`` unless it is already there; True when it was generated."""
+    root = Path(root)
+    if (root / "annotations.json").exists():
+        return False
+    generate_demo_dataset(root, log=log)
+    return True
 
 
 def cli_demo_data(argv: list[str]) -> int:

@@ -7,13 +7,13 @@ data and to real annotation files.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from tal_kit.data.annotations import VideoRecord
 
-__all__ = ["segment_union_length", "coverage", "OverlapStats", "overlap_stats", "SubsetSummary", "summarize",
+__all__ = ["segment_union_length", "coverage", "instance_lengths_in_steps", "OverlapStats", "overlap_stats", "SubsetSummary", "summarize",
            "class_statistics", "instance_durations", "pyramid_level_shares", "markdown_table"]
 
 
@@ -164,3 +164,18 @@ def markdown_table(rows: Sequence[dict], floatfmt: str = ".2f") -> str:
     lines = ["| " + " | ".join(keys) + " |", "|" + "|".join("---" for _ in keys) + "|"]
     lines += ["| " + " | ".join(cell(r[k]) for k in keys) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def instance_lengths_in_steps(videos: Sequence[VideoRecord], dataset_cfg: Any) -> np.ndarray:
+    """Instance durations in feature-grid steps, on each video's grid for this dataset config (fps from
+    ``default_fps`` or the video; fixed-length grids assume ``max_seq_len`` features)."""
+    from tal_kit.data.grid import grid_for_video
+
+    lengths = []
+    for video in videos:
+        fps = dataset_cfg.default_fps if dataset_cfg.default_fps is not None else video.fps
+        if fps is None:
+            raise ValueError(f"video {video.video_id!r} has no fps and dataset.default_fps is not set")
+        grid = grid_for_video(dataset_cfg, fps=fps, duration=video.duration, num_features=dataset_cfg.max_seq_len)
+        lengths.append((video.segments[:, 1] - video.segments[:, 0]) * fps / grid.feat_stride)
+    return np.concatenate(lengths) if lengths else np.zeros(0)
