@@ -143,3 +143,19 @@ def test_cli(tmp_path, capsys):
     assert json.loads((out / "demo_meta.json").read_text())["spec"]["num_train_videos"] == 2
     assert cli_demo_data(["--out", str(tmp_path / "x"), "--set", "num_videos=3"]) == 2
     assert "unknown demo settings ['num_videos']" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"num_train_videos": 2.5}, "num_train_videos = 2.5: must be a positive integer"),
+    ({"min_duration": 0.2}, "shorter than one clip of 16 frames"),
+    ({"fps_probs": [0.5, 0.5, 0.5]}, "one probability per fps choice"),
+    ({"amplitude_range": [1.0, 0.5]}, "0 <= low <= high"),
+])
+def test_bad_settings(settings, message):
+    with pytest.raises(ValueError, match=message):
+        DemoSpec.from_dict(settings)
+
+
+def test_cli_bad_value(tmp_path, capsys):
+    assert cli_demo_data(["--out", str(tmp_path / "x"), "--set", "seed=abc"]) == 2
+    assert "setting seed: 'abc' is not a number" in capsys.readouterr().err

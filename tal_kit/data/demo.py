@@ -95,6 +95,29 @@ class DemoSpec:
     distractor_amplitude: tuple[float, float] = (0.25, 0.55)
     boundary_blur: float = 0.15  # seconds: soft ramp of the frame-level envelope
 
+    def __post_init__(self) -> None:
+        def fail(name: str, why: str) -> None:
+            raise ValueError(f"demo setting {name} = {getattr(self, name)!r}: {why}")
+
+        for name in ("seed", "num_train_videos", "num_test_videos", "input_dim", "feat_stride", "num_frames"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "seed" else 1):
+                fail(name, "must be a positive integer" if name != "seed" else "must be a non-negative integer")
+        if not 0 < self.min_duration <= self.max_duration:
+            fail("min_duration", f"must be positive and at most max_duration ({self.max_duration})")
+        if len(self.fps_choices) != len(self.fps_probs) or abs(sum(self.fps_probs) - 1) > 1e-6:
+            fail("fps_probs", f"must give one probability per fps choice {self.fps_choices}, summing to 1")
+        if self.min_duration * min(self.fps_choices) < self.num_frames:
+            fail("min_duration", f"is shorter than one clip of {self.num_frames} frames")
+        for name in ("amplitude_range", "distractor_amplitude"):
+            low, high = getattr(self, name)
+            if not 0 <= low <= high:
+                fail(name, "must be [low, high] with 0 <= low <= high")
+        if not 0 <= self.group_share <= 1 or not 0 <= self.second_class_prob <= 1:
+            fail("group_share" if not 0 <= self.group_share <= 1 else "second_class_prob", "must be in [0, 1]")
+        if not 0 < self.min_instance <= self.max_instance:
+            fail("min_instance", f"must be positive and at most max_instance ({self.max_instance})")
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -416,7 +439,7 @@ def cli_demo_data(argv: list[str]) -> int:
                              f"{', '.join(f.name for f in dataclasses.fields(DemoSpec))}")
     args = parser.parse_args(argv)
     try:
-        spec = DemoSpec.from_dict({k: json.loads(v) for k, v in (_split_setting(s) for s in args.settings)})
+        spec = DemoSpec.from_dict(dict(_split_setting(s) for s in args.settings))
         generate_demo_dataset(args.out, spec, overwrite=args.overwrite, log=print)
     except (ValueError, FileExistsError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -424,8 +447,11 @@ def cli_demo_data(argv: list[str]) -> int:
     return 0
 
 
-def _split_setting(text: str) -> tuple[str, str]:
+def _split_setting(text: str) -> tuple[str, object]:
     if "=" not in text:
         raise ValueError(f"setting {text!r} must look like key=value")
     key, value = text.split("=", 1)
-    return key.strip(), value.strip()
+    try:
+        return key.strip(), json.loads(value)
+    except json.JSONDecodeError:
+        raise ValueError(f"setting {key.strip()}: {value!r} is not a number, list or quoted string") from None
