@@ -194,13 +194,13 @@ def synthetic_candidates(ground_truth: Sequence[Any], num_classes: int, *, seed:
             if rng.random() < miss_rate:
                 continue
             length = max(end - start, 1e-3)
-            quality = rng.uniform(0.4, 1.0)  # how confident the detector is about this action overall
+            quality = rng.uniform(0.5, 1.0)  # how confident the detector is about this action overall
             shift = rng.normal(0.0, 0.15, copies_per_action) * length
             stretch = np.exp(rng.normal(0.0, 0.2, copies_per_action))
             centre, half = (start + end) / 2 + shift, length * stretch / 2
             jitter = np.abs(shift) / length + np.abs(np.log(stretch))
             segs.append(np.stack([centre - half, centre + half], axis=1))
-            scores.append(np.clip(quality * np.exp(-2.5 * jitter) * rng.uniform(0.7, 1.0, copies_per_action),
+            scores.append(np.clip(quality * np.exp(-2.0 * jitter) * rng.uniform(0.7, 1.0, copies_per_action),
                                   0.002, 0.99))
             wrong = rng.random(copies_per_action) < wrong_label_rate
             lab = np.full(copies_per_action, int(label))

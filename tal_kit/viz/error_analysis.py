@@ -97,22 +97,24 @@ def classify_false_positives(det_segments: np.ndarray, det_labels: np.ndarray, i
 # Matching: the evaluator's greedy assignment, per detection and tIoU threshold.
 # ----------------------------------------------------------------------------------------------------------------
 
-def _greedy_match(det_segments: np.ndarray, det_scores: np.ndarray, det_labels: np.ndarray, det_videos: np.ndarray,
-                  gt_segments: np.ndarray, gt_labels: np.ndarray, gt_videos: np.ndarray,
-                  tiou_thresholds: Sequence[float]) -> np.ndarray:
-    """Matched ground-truth row per (tIoU threshold, detection), -1 for none: [T, N] int64."""
-    from tal_kit.evaluation.matching import candidate_pairs, greedy_match, rank_order
+def _matched_rows(gt: Any, detections: Any, tiou_thresholds: Sequence[float]) -> np.ndarray:
+    """The evaluator's matching (``tal_kit.evaluate.match_detections``) as ground-truth rows of ``gt`` (a
+    ``GroundTruth``): [T, N] int64, -1 for a false positive."""
+    from tal_kit.evaluate import match_detections
 
-    num_classes = int(max(det_labels.max(initial=-1), gt_labels.max(initial=-1))) + 1
-    order = rank_order(det_labels, det_scores)
-    pairs = candidate_pairs(det_videos[order] * num_classes + det_labels[order], det_segments[order, 0],
-                            det_segments[order, 1], gt_videos * num_classes + gt_labels, gt_segments[:, 0],
-                            gt_segments[:, 1])
-    thresholds = np.asarray(tiou_thresholds, np.float64)
-    ranked = greedy_match(pairs, thresholds, len(order), len(gt_labels))
-    matched = np.empty_like(ranked)
-    matched[:, order] = ranked
-    return matched
+    thresholds = np.asarray(tiou_thresholds, np.float64).reshape(-1)
+    if len(gt) == 0 or len(detections) == 0:  # nothing can match (the evaluator refuses empty ground truth)
+        return np.full((len(thresholds), len(detections)), -1, np.int64)
+    matches = match_detections(gt, detections, thresholds)
+    # The evaluator names a match by its position in the video's VideoRecord; turn that into a row of ``gt``
+    # (rows are grouped by video, positions increasing within a video, so the combined key is sorted).
+    stride = int(gt.source_index.max()) + 1
+    keys = gt.video * stride + gt.source_index
+    video_index = {v: i for i, v in enumerate(gt.video_ids.tolist())}
+    det_video = np.asarray([video_index.get(v, -1) for v in detections.video_ids.tolist()], np.int64)
+    wanted = det_video[:, None] * stride + matches.gt_index
+    rows = np.searchsorted(keys, np.where(matches.is_tp, wanted, 0))
+    return np.where(matches.is_tp, rows, -1).T.astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -147,9 +149,14 @@ def match_video(gt_segments: np.ndarray, gt_labels: np.ndarray, detections: Any,
     labels = np.asarray(detections.labels, np.int64).reshape(-1)
     gt_segments = np.asarray(gt_segments, np.float64).reshape(-1, 2)
     gt_labels = np.asarray(gt_labels, np.int64).reshape(-1)
+    from tal_kit.detections import Detections
+    from tal_kit.evaluate import GroundTruth
+
     n, g = len(labels), len(gt_labels)
-    matched = _greedy_match(segments, scores, labels, np.zeros(n, np.int64), gt_segments, gt_labels,
-                            np.zeros(g, np.int64), [tiou_threshold])[0]
+    gt = GroundTruth(np.array(["video"]), np.zeros(g, np.int64), gt_segments[:, 0], gt_segments[:, 1], gt_labels,
+                     np.arange(g, dtype=np.int64))
+    table = Detections(np.full(n, "video"), segments[:, 0], segments[:, 1], labels, scores)
+    matched = _matched_rows(gt, table, [tiou_threshold])[0]
     tiou = pairwise_tiou(segments, gt_segments)
     same_class = labels[:, None] == gt_labels[None, :]
     best = np.where(same_class.any(axis=1), np.where(same_class, tiou, -np.inf).max(axis=1, initial=-np.inf), np.nan)
@@ -187,29 +194,24 @@ class MatchTable:
         return len(self.gt_labels) / max(len(self.classes), 1)
 
 
-def _flatten_ground_truth(ground_truth: Sequence[Any]) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray,
-                                                                 np.ndarray]:
-    video_ids = [record.video_id for record in ground_truth]
-    if len(set(video_ids)) != len(video_ids):
-        raise ValueError("ground truth lists a video more than once")
-    segs = [np.asarray(r.segments, np.float64).reshape(-1, 2) for r in ground_truth]
-    labels = [np.asarray(r.labels, np.int64).reshape(-1) for r in ground_truth]
-    counts = [len(lab) for lab in labels]
-    gt_video = np.repeat(np.arange(len(video_ids)), counts)
-    gt_duration = np.repeat(np.asarray([float(r.duration) for r in ground_truth]), counts)
-    cat = (lambda parts, shape: np.concatenate(parts) if parts else np.zeros(shape))
-    return video_ids, gt_video, cat(segs, (0, 2)), cat(labels, (0,)).astype(np.int64), gt_duration
-
-
 def match_table(ground_truth: Sequence[Any], detections: Any, tiou_thresholds: Sequence[float] = (0.5,), *,
-                min_tiou: float = 0.1, limit_factor: Optional[float] = None) -> MatchTable:
+                min_tiou: float = 0.1, limit_factor: Optional[float] = None, dedup_gt: bool | str = False
+                ) -> MatchTable:
     """Match a ``Detections`` table against a split's ground truth (``VideoRecord`` list) at each threshold.
 
-    Detections of videos absent from ``ground_truth`` are background false positives (as in the evaluator, which
-    makes them false positives). ``limit_factor`` keeps, per class, only the best ``limit_factor * G_c``
-    detections (DETAD analyses the top 10 G_c); detections of classes without ground truth are then dropped.
+    Detections of videos absent from ``ground_truth`` are background false positives (the evaluator counts them
+    as false positives). ``limit_factor`` keeps, per class, only the best ``limit_factor * G_c`` detections
+    (DETAD analyses the top 10 G_c); detections of classes without ground truth are then dropped. ``dedup_gt``
+    selects the ground-truth filter as in ``evaluate_detections``.
     """
-    video_ids, gt_video, gt_segments, gt_labels, gt_duration = _flatten_ground_truth(ground_truth)
+    from tal_kit.evaluate import GroundTruth
+
+    records = list(ground_truth)
+    gt = GroundTruth.from_records(records, dedup_gt)
+    video_ids = gt.video_ids.tolist()
+    gt_video, gt_labels = gt.video, gt.labels
+    gt_segments = np.stack([gt.starts, gt.ends], axis=1)
+    gt_duration = np.asarray([float(r.duration) for r in records], np.float64)[gt_video]
     index = {v: i for i, v in enumerate(video_ids)}
     det_video = np.asarray([index.get(str(v), -1) for v in np.asarray(detections.video_ids)], np.int64)
     det_segments = np.stack([np.asarray(detections.starts, np.float64), np.asarray(detections.ends, np.float64)], 1)
@@ -224,11 +226,11 @@ def match_table(ground_truth: Sequence[Any], detections: Any, tiou_thresholds: S
             members = members[np.argsort(-det_scores[members], kind="stable")]
             keep.append(members[: int(np.sum(gt_labels == c) * limit_factor)])
         rows = np.sort(np.concatenate(keep)) if keep else rows[:0]
+    kept = detections.select(rows) if len(rows) != len(det_scores) else detections
     det_video, det_segments, det_scores, det_labels = det_video[rows], det_segments[rows], det_scores[rows], \
         det_labels[rows]
     thresholds = np.asarray(tiou_thresholds, np.float64).reshape(-1)
-    matched = _greedy_match(det_segments, det_scores, det_labels, det_video, gt_segments, gt_labels, gt_video,
-                            thresholds)
+    matched = _matched_rows(gt, kept, thresholds)
     error_type = np.full(matched.shape, BACKGROUND, np.int64)
     order = np.argsort(det_video, kind="stable")
     bounds = np.searchsorted(det_video[order], np.arange(len(video_ids) + 1))
@@ -249,15 +251,6 @@ def match_table(ground_truth: Sequence[Any], detections: Any, tiou_thresholds: S
 # Normalised average precision (DETAD's AP_N)
 # ----------------------------------------------------------------------------------------------------------------
 
-def _interpolated_ap(precision: np.ndarray, recall: np.ndarray) -> float:
-    """VOC-style interpolated AP (the ActivityNet evaluator's): area under the non-increasing precision envelope."""
-    prec = np.concatenate([[0.0], precision, [0.0]])
-    rec = np.concatenate([[0.0], recall, [1.0]])
-    prec = np.maximum.accumulate(prec[::-1])[::-1]
-    changed = np.flatnonzero(rec[1:] != rec[:-1]) + 1
-    return float(np.sum((rec[changed] - rec[changed - 1]) * prec[changed]))
-
-
 def normalized_average_precision(is_tp_in_score_order: np.ndarray, num_positives: int,
                                  average_num_instances: Optional[float] = None) -> float:
     """AP of one class from its detections' true/false-positive flags in descending score order.
@@ -274,7 +267,9 @@ def normalized_average_precision(is_tp_in_score_order: np.ndarray, num_positives
     recall = tp / num_positives
     scale = num_positives if average_num_instances is None else average_num_instances
     precision = recall * scale / (recall * scale + fp)
-    return _interpolated_ap(precision, recall)
+    from tal_kit.evaluate import interpolated_average_precision
+
+    return float(interpolated_average_precision(precision[None, :], recall[None, :])[0])
 
 
 def _class_ap(table: MatchTable, members: np.ndarray, t: int, num_positives: int, normalized: bool) -> float:
@@ -317,9 +312,14 @@ class FalsePositiveAnalysis:
 
 
 def false_positive_analysis(ground_truth: Sequence[Any], detections: Any, tiou_thresholds: Sequence[float] = (0.5,),
-                            *, min_tiou: float = 0.1, num_groups: int = 10) -> FalsePositiveAnalysis:
-    """DETAD's false-positive profile and error-removal impact (see the module docstring)."""
-    table = match_table(ground_truth, detections, tiou_thresholds, min_tiou=min_tiou, limit_factor=num_groups)
+                            *, min_tiou: float = 0.1, num_groups: int = 10, dedup_gt: bool | str = False
+                            ) -> FalsePositiveAnalysis:
+    """DETAD's false-positive profile and error-removal impact (see the module docstring).
+
+    ``dedup_gt``: the ground-truth filter of ``evaluate_detections`` (use the run's, e.g. ``tal_kit.infer.DEDUP_GT``).
+    """
+    table = match_table(ground_truth, detections, tiou_thresholds, min_tiou=min_tiou, limit_factor=num_groups,
+                        dedup_gt=dedup_gt)
     num_t = len(table.tiou_thresholds)
     counts = np.zeros((num_groups, len(ERROR_TYPE_NAMES)))
     sizes = np.zeros(num_groups, np.int64)
@@ -371,10 +371,11 @@ def _bin_index(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
 
 def sensitivity_analysis(ground_truth: Sequence[Any], detections: Any, tiou_thresholds: Sequence[float] = (0.5,), *,
                          characteristic: str = "length", bins: str | Sequence[float] = "thumos",
-                         bin_names: Sequence[str] = BIN_NAMES) -> SensitivityAnalysis:
+                         bin_names: Sequence[str] = BIN_NAMES, dedup_gt: bool | str = False) -> SensitivityAnalysis:
     """DETAD's sensitivity of average mAP_N to a ground-truth characteristic ("length" or "coverage").
 
-    ``bins`` is a DETAD bin set name ("thumos", "activitynet") or explicit edges.
+    ``bins`` is a DETAD bin set name ("thumos", "activitynet") or explicit edges; ``dedup_gt`` as in
+    :func:`false_positive_analysis`.
     """
     if characteristic not in ("length", "coverage"):
         raise ValueError(f"sensitivity_analysis: characteristic must be 'length' or 'coverage', not {characteristic!r}")
@@ -386,7 +387,7 @@ def sensitivity_analysis(ground_truth: Sequence[Any], detections: Any, tiou_thre
     edges = np.asarray(bins, np.float64)
     if len(bin_names) != len(edges) - 1:
         raise ValueError(f"sensitivity_analysis: {len(edges) - 1} bins but {len(bin_names)} names")
-    table = match_table(ground_truth, detections, tiou_thresholds)
+    table = match_table(ground_truth, detections, tiou_thresholds, dedup_gt=dedup_gt)
     lengths = table.gt_segments[:, 1] - table.gt_segments[:, 0]
     values = lengths if characteristic == "length" else lengths / np.maximum(table.gt_duration, 1e-12)
     gt_bin = _bin_index(values, edges)

@@ -10,6 +10,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import ipywidgets as widgets
 import numpy as np
+from IPython import get_ipython
 from IPython.display import clear_output, display
 
 from tal_kit.viz.candidates import VideoCandidates, apply_nms, nms_settings
@@ -140,6 +141,7 @@ class Explorer:
         kind = self._fixed_settings.get("soft_kind", "gaussian")
         self.sigma.disabled = not (method == "soft" and kind == "gaussian")
         self.iou_threshold.disabled = not (method == "hard" or (method == "soft" and kind == "linear"))
+        self.max_seg_num.disabled = method == "none"  # "none" keeps every candidate, as upstream does
 
     def build_figure(self):
         """The timeline for the current control values (also stored as ``self.figure``)."""
@@ -152,14 +154,20 @@ class Explorer:
                                score_threshold=float(self.score_threshold.value), classes=classes,
                                max_detections=self.max_detections, track=self._track(video_id))
         meta = self.figure.layout.meta
-        source = (f"{len(self.candidates[video_id])} candidates → {len(det)} after "
-                  f"{self.nms_method.value} NMS" if self.candidates is not None else f"{len(det)} detections")
+        if self.candidates is None:
+            source = f"{len(det)} detections"
+        else:
+            method = self.nms_method.value
+            source = (f"{len(self.candidates[video_id])} candidates → {len(det)} kept "
+                      + (f"by {method} NMS" if method != "none" else "(NMS off)"))
         self.status.value = (f"<b>{video_id}</b>: {source}; {meta['num_shown']} shown "
                              f"(score ≥ {self.score_threshold.value:.2f})")
         return self.figure
 
     def redraw(self) -> None:
         fig = self.build_figure()
+        if get_ipython() is None:  # a plain script: nothing to draw into (the figure is in self.figure)
+            return
         with self.output:
             clear_output(wait=True)
             display(fig)

@@ -68,7 +68,8 @@ def ap_vs_tiou_figure(result: Any, *, label: str = "", reference: Optional[dict[
 
 def per_class_ap_figure(result: Any, label_names: Sequence[str], *, tiou_threshold: Optional[float] = None) -> Figure:
     """Per-class AP (%), sorted, averaged over tIoU thresholds (or at one ``tiou_threshold``)."""
-    ap = np.asarray(result.ap, np.float64)  # [num_classes, num_tiou]
+    classes = _evaluated_classes(result)
+    ap = np.asarray(result.ap, np.float64)[classes]  # [evaluated classes, num_tiou]
     thresholds = np.asarray(result.tiou_thresholds, np.float64)
     if tiou_threshold is None:
         values, what = ap.mean(axis=1), "average over tIoU"
@@ -77,7 +78,7 @@ def per_class_ap_figure(result: Any, label_names: Sequence[str], *, tiou_thresho
         values, what = ap[:, column], f"tIoU {thresholds[column]:g}"
     order = np.argsort(values, kind="stable")
     shown = order if len(order) <= 40 else np.concatenate([order[:20], order[-20:]])  # the worst and the best
-    names = [label_names[i] if i < len(label_names) else f"class {i}" for i in shown]
+    names = [label_names[c] if c < len(label_names) else f"class {c}" for c in classes[shown]]
     fig = Figure(figsize=(6.5, max(2.5, 0.22 * len(shown) + 1.0)), layout="constrained")
     ax = fig.add_subplot()
     ax.barh(np.arange(len(shown)), _percent(values[shown]), color="#4c72b0")
@@ -92,13 +93,15 @@ def per_class_ap_figure(result: Any, label_names: Sequence[str], *, tiou_thresho
 
 
 def _pr_curve(result: Any, class_id: int, column: int) -> tuple[np.ndarray, np.ndarray]:
-    """(recall, precision) of one class at one tIoU column from ``result.pr_curves``."""
-    curves = result.pr_curves
-    entry = curves[class_id][column] if not isinstance(curves, dict) else curves[(class_id, column)]
-    if isinstance(entry, dict):
-        return np.asarray(entry["recall"]), np.asarray(entry["precision"])
-    recall, precision = entry
-    return np.asarray(recall), np.asarray(precision)
+    """(recall, precision) of one class at one tIoU column (``result.pr_curves[class_id]`` is a ``PRCurve``)."""
+    curve = result.pr_curves[class_id]
+    return np.asarray(curve.recall)[column], np.asarray(curve.precision)[column]
+
+
+def _evaluated_classes(result: Any) -> np.ndarray:
+    """The classes with ground truth (the ones the mean AP is taken over)."""
+    class_ids = getattr(result, "class_ids", None)
+    return np.asarray(class_ids if class_ids is not None else np.arange(len(result.ap)), np.int64)
 
 
 def pr_curves_figure(result: Any, label_names: Sequence[str], *, tiou_threshold: float = 0.5,
@@ -108,7 +111,8 @@ def pr_curves_figure(result: Any, label_names: Sequence[str], *, tiou_threshold:
     column = int(np.argmin(np.abs(thresholds - tiou_threshold)))
     ap = np.asarray(result.ap, np.float64)[:, column]
     if classes is None:
-        ranked = np.argsort(-ap, kind="stable")
+        evaluated = _evaluated_classes(result)
+        ranked = evaluated[np.argsort(-ap[evaluated], kind="stable")]
         classes = ranked[np.unique(np.linspace(0, len(ranked) - 1, min(max_classes, len(ranked))).round().astype(int))]
     fig = Figure(figsize=(6.0, 4.5), layout="constrained")
     ax = fig.add_subplot()
@@ -136,7 +140,9 @@ def duration_histograms_figure(ground_truth: Sequence[Any], detections: Any = No
     if detections is not None:
         keep = np.asarray(detections.scores) >= score_threshold
         det_lengths = (np.asarray(detections.ends) - np.asarray(detections.starts))[keep]
-    positive = np.concatenate([gt_lengths[gt_lengths > 0], det_lengths[det_lengths > 0], [0.1, 1.0]])
+    positive = np.concatenate([gt_lengths[gt_lengths > 0], det_lengths[det_lengths > 0]])
+    if not len(positive):
+        positive = np.array([1.0, 10.0])
     bins = np.logspace(np.log10(positive.min()), np.log10(positive.max()), 30)
     fig = Figure(figsize=(10, 3.6), layout="constrained")
     ax_action, ax_video = fig.subplots(1, 2)

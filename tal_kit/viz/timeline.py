@@ -330,8 +330,9 @@ def timeline(ground_truth: Any = None, detections: Any = None, *, video_id: Opti
                                                                         "<extra></extra>"), row=2, col=1)
         fig.update_yaxes(title_text=track.title, fixedrange=True, row=2, col=1)
 
-    for y in lanes.separators:
-        fig.add_hline(y=y, line=dict(color="#cccccc", width=1), row=1, col=1)
+    # Class separators, set in one go (add_hline per line is slow: plotly validates the whole layout each time).
+    separators = [dict(type="line", xref="x domain", x0=0, x1=1, yref="y", y0=y, y1=y,
+                       line=dict(color="#cccccc", width=1)) for y in lanes.separators]
 
     counts = ""
     if view_match is not None:
@@ -339,15 +340,16 @@ def timeline(ground_truth: Any = None, detections: Any = None, *, video_id: Opti
                   f" at tIoU {tiou_threshold:g} · GT {int(gt_keep.sum())}")
     heading = title if title is not None else f"{video_id or 'video'}: {len(view)} detections shown{counts}"
     fig.update_layout(
-        title=dict(text=heading, x=0.01), barmode="overlay", bargap=0, hovermode="closest", dragmode="zoom",
+        title=dict(text=heading, x=0.01), shapes=separators, template="plotly_white", barmode="overlay", bargap=0, hovermode="closest", dragmode="zoom",
         height=min(1400, 170 + 22 * max(lanes.count, 1) + (160 if track is not None else 0)),
         margin=dict(l=10, r=10, t=60, b=40),
         legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0),
         coloraxis=dict(colorscale=SCORE_COLOURSCALE, cmin=0.0, cmax=cmax,
                        colorbar=dict(title=dict(text="score"), thickness=12, len=0.6, y=1.0, yanchor="top")),
     )
-    fig.update_yaxes(tickvals=lanes.tickvals, ticktext=lanes.ticktext, autorange="reversed", fixedrange=True,
-                     showgrid=False, zeroline=False, row=1, col=1)
+    # Fixed range, top lane first: empty lanes (a class with detections but no ground truth here) stay visible.
+    fig.update_yaxes(tickvals=lanes.tickvals, ticktext=lanes.ticktext, range=[max(lanes.count, 1) - 0.5, -0.5],
+                     fixedrange=True, showgrid=False, zeroline=False, row=1, col=1)
     fig.update_xaxes(range=[0.0, duration], showgrid=True, row=1, col=1)
     fig.update_xaxes(title_text="time (s)", row=rows, col=1)
     # Let the mode bar's PNG button export at a readable size.
