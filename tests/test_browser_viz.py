@@ -235,7 +235,9 @@ def test_notebook_06_runs_in_jupyterlab_and_the_explorer_redraws(browser, tmp_pa
     from tal_kit.data.demo import DemoSpec, generate_demo_dataset
 
     data_root = tmp_path / "demo"
-    generate_demo_dataset(data_root, DemoSpec(num_train_videos=2, num_test_videos=30))
+    # Small but complete: every class occurs (the demo config expects 20), 20 evaluation videos of 20-60 s.
+    generate_demo_dataset(data_root, DemoSpec(seed=3, num_train_videos=40, num_test_videos=20, min_duration=20.0,
+                                              max_duration=60.0))
     root = tmp_path / "lab"
     root.mkdir()
     _prepared_notebook(root, {"data_root": str(data_root), "run_dir": str(tmp_path / "no_run"),

@@ -77,3 +77,25 @@ def test_save_report_figures_writes_png_files(tmp_path, result):
     for path in paths.values():
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == sorted(p.name for p in paths.values())
+
+
+def test_cli_viz_writes_the_report_and_names_bad_input(tmp_path, capsys):
+    from tal_kit.data.demo import DemoSpec, generate_demo_dataset
+    from tal_kit.viz.cli import cli_viz
+
+    data_root = tmp_path / "demo"
+    generate_demo_dataset(data_root, DemoSpec(seed=3, num_train_videos=40, num_test_videos=4, min_duration=15.0,
+                                              max_duration=30.0))
+    out = tmp_path / "out"
+    code = cli_viz(["--config", "demo", "--data-root", str(data_root), "--run-dir", str(tmp_path / "no_run"),
+                    "--out", str(out), "--videos", "2"])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert "STAND-IN" in printed  # no run yet: it says the detections are made from the ground truth
+    assert {p.name for p in out.iterdir()} == {"timelines.html", "ap_vs_tiou.png", "per_class_ap.png",
+                                                "pr_curves.png", "durations.png", "false_positive_analysis.png",
+                                                "sensitivity_analysis.png"}
+    assert (out / "timelines.html").read_text().count('class="tal-figure"') == 2
+    assert cli_viz(["--config", "demo", "--data-root", str(data_root), "--video", "no_such_video",
+                    "--run-dir", str(tmp_path / "no_run"), "--out", str(out)]) == 2
+    assert "no_such_video" in capsys.readouterr().err

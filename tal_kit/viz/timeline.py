@@ -352,6 +352,6 @@ def timeline(ground_truth: Any = None, detections: Any = None, *, video_id: Opti
                      fixedrange=True, showgrid=False, zeroline=False, row=1, col=1)
     fig.update_xaxes(range=[0.0, duration], showgrid=True, row=1, col=1)
     fig.update_xaxes(title_text="time (s)", row=rows, col=1)
-    # Let the mode bar's PNG button export at a readable size.
+    # What was drawn, for callers (the explorer's status line, tests) without re-deriving it.
     fig.layout.meta = {"video_id": video_id, "tiou_threshold": tiou_threshold, "num_shown": len(view)}
     return fig
