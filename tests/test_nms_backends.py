@@ -1,4 +1,5 @@
-"""The C++ and CUDA kernels against the pure-torch reference: random and adversarial inputs, every mode.
+"""The C++ and CUDA kernels and the vectorised torch fallback against the sequential pure-torch reference: random
+and adversarial inputs, every mode.
 
 Required: identical kept indices (and labels), scores within 1e-6, segments equal (within float rounding after voting,
 whose sums run in a different order on each backend).
@@ -73,16 +74,21 @@ def make_case(kind: str, seed: int = 0):
 CASES = ["empty", "single", "random", "ties", "identical", "zero_length", "nested", "large"]
 
 
-def kernel_backend(name: str) -> str:
-    if name == "cuda" and not torch.cuda.is_available():
+# (backend, device) pairs checked against the sequential reference
+UNDER_TEST = ["cpp", "cuda", "torch", "torch-on-gpu"]
+
+
+def backend_under_test(name: str) -> str:
+    if name in ("cuda", "torch-on-gpu") and not torch.cuda.is_available():
         pytest.skip("no GPU visible")
-    if extension_for(name) is None:
+    if name in ("cpp", "cuda") and extension_for(name) is None:
         pytest.skip(f"the {name} backend is not built here")
     return name
 
 
 def run(backend: str, videos, settings):
-    device = "cuda" if backend == "cuda" else "cpu"
+    device = "cuda" if backend in ("cuda", "torch-on-gpu") else "cpu"
+    backend = "torch" if backend == "torch-on-gpu" else backend
     moved = [tuple(x.to(device) for x in video) for video in videos]
     return [tuple(x.cpu() for x in out) for out in nms_videos(moved, backend=backend, return_indices=True, **settings)]
 
@@ -98,53 +104,54 @@ def assert_same(got, expected, settings, where: str):
             assert torch.equal(segs, e_segs), f"{where}: segments differ"
 
 
-@pytest.mark.parametrize("backend", ["cpp", "cuda"])
+@pytest.mark.parametrize("backend", UNDER_TEST)
 @pytest.mark.parametrize("name", list(SETTINGS))
 def test_kernels_match_reference_on_adversarial_inputs(backend, name):
-    backend = kernel_backend(backend)
+    backend = backend_under_test(backend)
     settings = SETTINGS[name]
     for case in CASES:
         videos = [make_case(case)]
-        assert_same(run(backend, videos, settings), run("torch", videos, settings), settings, f"{name}/{case}")
+        assert_same(run(backend, videos, settings), run("reference", videos, settings), settings, f"{name}/{case}")
 
 
-@pytest.mark.parametrize("backend", ["cpp", "cuda"])
+@pytest.mark.parametrize("backend", UNDER_TEST)
 @pytest.mark.parametrize("name", ["thumos_soft_multiclass", "anet_soft_voting", "hard_multiclass"])
 def test_batched_call_matches_reference_over_many_videos(backend, name):
-    backend = kernel_backend(backend)
+    backend = backend_under_test(backend)
     settings = SETTINGS[name]
     kinds = ["random", "ties", "empty", "zero_length", "single", "identical", "nested"]
     videos = [make_case(kinds[v % len(kinds)], seed=v) for v in range(28)]
     batched = run(backend, videos, settings)
-    assert_same(batched, run("torch", videos, settings), settings, name)
+    assert_same(batched, run("reference", videos, settings), settings, name)
     # the per-video API is the same computation, one video at a time
     for video, result in zip(videos, batched):
         assert_same([result], run(backend, [video], settings), settings, f"{name} per video")
 
 
-@pytest.mark.parametrize("backend", ["cpp", "cuda"])
+@pytest.mark.parametrize("backend", UNDER_TEST)
 def test_packed_inputs_with_empty_videos_between(backend):
-    backend = kernel_backend(backend)
-    device = "cuda" if backend == "cuda" else "cpu"
+    backend = backend_under_test(backend)
+    device = "cuda" if backend in ("cuda", "torch-on-gpu") else "cpu"
+    backend = "torch" if backend == "torch-on-gpu" else backend
     segs, scores, labels = make_case("random")
     offsets = [0, 0, 100, 100, 100, 300, 300]
     settings = SETTINGS["thumos_soft_multiclass"]
     got = nms_packed(segs.to(device), scores.to(device), labels.to(device), offsets, backend=backend, **settings)
-    expected = nms_packed(segs, scores, labels, offsets, backend="torch", **settings)
+    expected = nms_packed(segs, scores, labels, offsets, backend="reference", **settings)
     assert got.counts.tolist() == expected.counts.tolist()
     assert expected.counts.tolist()[0] == 0 and expected.counts.tolist()[2] == 0 and expected.counts.tolist()[1] > 0
     assert torch.equal(got.indices.cpu(), expected.indices)
     assert got.segments.device.type == device
 
 
-@pytest.mark.parametrize("backend", ["cpp", "cuda"])
+@pytest.mark.parametrize("backend", UNDER_TEST)
 def test_real_rc3d_detections_with_many_ties(backend, rc3d_predictions):
     """R-C3D's THUMOS-14 test detections (30k, many tied scores) as candidates, in seconds."""
-    backend = kernel_backend(backend)
+    backend = backend_under_test(backend)
     results = json.loads(rc3d_predictions.read_text())["results"]
     names = sorted({d["label"] for dets in results.values() for d in dets})
     videos = []
-    for video in sorted(results)[:40]:
+    for video in sorted(results)[:20]:
         dets = results[video]
         videos.append((torch.tensor([d["segment"] for d in dets], dtype=torch.float32).reshape(-1, 2),
                        torch.tensor([d["score"] for d in dets], dtype=torch.float32),
@@ -152,4 +159,4 @@ def test_real_rc3d_detections_with_many_ties(backend, rc3d_predictions):
     assert any(len(v[1].unique()) < len(v[1]) for v in videos), "expected tied scores in the R-C3D file"
     for name in ("thumos_soft_multiclass", "anet_soft_voting", "hard_multiclass"):
         settings = SETTINGS[name]
-        assert_same(run(backend, videos, settings), run("torch", videos, settings), settings, f"rc3d/{name}")
+        assert_same(run(backend, videos, settings), run("reference", videos, settings), settings, f"rc3d/{name}")

@@ -64,7 +64,7 @@ def oracle_nms_py(oracle_cpp):
 
 
 def available_backends():
-    return ["torch"] + (["cpp"] if extension_for("cpp") is not None else [])
+    return ["reference", "torch"] + (["cpp"] if extension_for("cpp") is not None else [])
 
 
 def oracle_soft(oracle_cpp, segs, scores, kind, iou_threshold, sigma, min_score):

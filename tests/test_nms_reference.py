@@ -9,17 +9,47 @@ import math
 import pytest
 import torch
 
-from tal_kit.ops import batched_nms, hard_nms, nms_packed, nms_videos, params_from_test_cfg, soft_nms
+from tal_kit import ops
+from tal_kit.ops import nms_packed, params_from_test_cfg
 from tal_kit.ops.build import extension_for
 
-BACKENDS = ["torch", "cpp"]
+BACKENDS = ["reference", "torch", "cpp", "cuda"]
 
 
 @pytest.fixture(params=BACKENDS)
 def backend(request):
-    if request.param != "torch" and extension_for(request.param) is None:
+    if request.param == "cuda" and not torch.cuda.is_available():
+        pytest.skip("no GPU visible")
+    if request.param in ("cpp", "cuda") and extension_for(request.param) is None:
         pytest.skip(f"the {request.param} backend is not built here")
     return request.param
+
+
+# The API, with inputs moved to the backend's device and results brought back to the CPU.
+def _to(value, backend):
+    return value.to("cuda" if backend == "cuda" else "cpu") if isinstance(value, torch.Tensor) else value
+
+
+def _back(result):
+    return tuple(x.cpu() for x in result) if isinstance(result, tuple) else result.cpu()
+
+
+def batched_nms(segs, scores, labels, *, backend="auto", **settings):
+    return _back(ops.batched_nms(_to(segs, backend), _to(scores, backend), _to(labels, backend), backend=backend,
+                                 **settings))
+
+
+def soft_nms(segs, scores, *, backend="auto", **settings):
+    return _back(ops.soft_nms(_to(segs, backend), _to(scores, backend), backend=backend, **settings))
+
+
+def hard_nms(segs, scores, *, backend="auto", **settings):
+    return _back(ops.hard_nms(_to(segs, backend), _to(scores, backend), backend=backend, **settings))
+
+
+def nms_videos(videos, *, backend="auto", **settings):
+    moved = [tuple(_to(x, backend) for x in video) for video in videos]
+    return [_back(result) for result in ops.nms_videos(moved, backend=backend, **settings)]
 
 
 def t(values, dtype=torch.float32):

@@ -4,7 +4,7 @@ Variants: "cuda" (C++ and CUDA kernels; built wherever nvcc and a CUDA build of 
 and "cpu" (C++ kernels only). The build is cached under ``$TAL_KIT_EXT_DIR`` (default ``~/.cache/tal_kit/ext``), in
 a folder keyed by the torch, CUDA and Python versions, the CUDA architectures and a hash of the sources and flags;
 torch's file lock keeps concurrent builds from colliding. When nothing can be built, one warning says why and the
-pure-torch reference takes over.
+pure-torch NMS (tal_kit/ops/vectorized.py) takes over.
 
 Environment: ``TAL_KIT_NMS_EXT`` = "auto" (default) | "cpu" (never compile CUDA) | "off" (never build: pure torch);
 ``TORCH_CUDA_ARCH_LIST`` (default: the visible GPUs, or DEFAULT_CUDA_ARCH_LIST when none is visible);
@@ -263,7 +263,7 @@ def backend_info() -> dict:
     info = dict(_State.info)
     gpu = torch.cuda.is_available()
     if module is None:
-        cpu_backend, reason = "torch", f"pure-torch reference: {info.get('problem')}"
+        cpu_backend, reason = "torch", f"pure-torch NMS (no extension: {info.get('problem')})"
     else:
         cpu_backend = "cpp"
         reason = f"{info['variant']} extension from {info['build_dir']}"
@@ -271,7 +271,7 @@ def backend_info() -> dict:
     if gpu:
         gpu_backend = "cuda" if module is not None and module.has_cuda() else "torch"
         if gpu_backend == "torch":
-            reason += f"; GPU tensors use the pure-torch reference on the CPU ({info.get('cuda_build')})"
+            reason += f"; GPU tensors use the pure-torch NMS on the GPU ({info.get('cuda_build')})"
     elif module is not None and module.has_cuda():
         reason += "; CUDA kernels compiled, but no GPU is visible"
     info.update(backend=gpu_backend or cpu_backend, cpu_backend=cpu_backend, gpu_backend=gpu_backend, reason=reason)

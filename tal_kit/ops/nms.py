@@ -1,10 +1,11 @@
 """The public 1-D NMS API: one call for one video or for many, on the backend that fits the tensors.
 
 Backends (one behaviour, SPEC §E; details in tal_kit/ops/reference.py):
-  "cuda"  the CUDA kernels of the extension (GPU tensors): one launch for all (video, class) groups
-  "cpp"   the C++ kernels of the extension (CPU tensors, videos in parallel with OpenMP)
-  "torch" the pure-torch reference (any tensors; computed on the CPU)
-  "auto"  cuda for GPU tensors when built, else cpp, else torch (tal_kit.ops.backend_info() says which and why)
+  "cuda"      the CUDA kernels of the extension (GPU tensors): one launch for all (video, class) groups
+  "cpp"       the C++ kernels of the extension (CPU tensors, videos in parallel with OpenMP)
+  "torch"     pure torch, all groups advancing together (any device): the fallback without the extension
+  "reference" pure torch, one Python step per detection (CPU): the readable oracle the others are tested against
+  "auto"      cuda for GPU tensors when built, else cpp, else torch (tal_kit.ops.backend_info() says which and why)
 
 Inputs may be float32, float16, bfloat16 or float64; everything is computed in float32 and returned as float32
 segments and scores and int64 labels, on the input's device.
@@ -15,11 +16,11 @@ from typing import NamedTuple, Sequence
 
 import torch
 
-from . import reference
+from . import reference, vectorized
 from .params import NMSParams
 
 Tensor = torch.Tensor
-BACKENDS = ("auto", "cuda", "cpp", "torch")
+BACKENDS = ("auto", "cuda", "cpp", "torch", "reference")
 
 
 class PackedDetections(NamedTuple):
@@ -87,8 +88,8 @@ def _resolve_backend(backend: str, device: torch.device) -> str:
         raise ValueError(f"NMS backend={backend!r}: expected one of {BACKENDS}")
     from .build import extension_for
 
-    if backend == "torch":
-        return "torch"
+    if backend in ("torch", "reference"):
+        return backend
     if backend == "cuda" and device.type != "cuda":
         raise ValueError(f"NMS backend='cuda' needs CUDA tensors, got tensors on {device}")
     if backend in ("cuda", "cpp"):
@@ -97,8 +98,8 @@ def _resolve_backend(backend: str, device: torch.device) -> str:
 
             raise RuntimeError(f"NMS backend={backend!r} is not available: {backend_info()['reason']}")
         return backend
-    if device.type == "cuda" and extension_for("cuda") is not None:
-        return "cuda"
+    if device.type == "cuda":
+        return "cuda" if extension_for("cuda") is not None else "torch"
     return "cpp" if extension_for("cpp") is not None else "torch"
 
 
@@ -127,9 +128,12 @@ def nms_packed(segments: Tensor, scores: Tensor, labels: Tensor | None, video_of
     device = segments.device
     chosen = _resolve_backend(backend, device)
 
-    if chosen == "torch":
+    if chosen == "reference":
         indices, kept_scores, kept_segments, counts = reference.nms_packed(
             segments.cpu(), scores.cpu(), labels.cpu(), video_offsets, params)
+    elif chosen == "torch":
+        indices, kept_scores, kept_segments, counts = vectorized.nms_packed(segments, scores, labels, video_offsets,
+                                                                            params)
     else:
         from .build import extension_for
 

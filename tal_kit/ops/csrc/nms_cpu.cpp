@@ -43,23 +43,27 @@ struct Group {
 };
 
 // Selection-sort soft-NMS (SPEC §E.4), stopping after `cap` picks (later steps cannot change earlier picks).
+// The arg-max of step i+1 is found during the decay pass of step i: survivors are examined in increasing position,
+// at the position they keep, so the first maximum seen is the one the next step's strict '<' scan would find.
 void soft_nms(Group& g, const Settings& s, int64_t cap, std::vector<Pick>& picks) {
   int64_t n = static_cast<int64_t>(g.score.size());
   int64_t picked = 0;
+  int64_t best = 0;
+  for (int64_t p = 1; p < n; ++p) {
+    if (g.score[best] < g.score[p]) best = p;  // strict: ties stay with the earliest position
+  }
   for (int64_t i = 0; i < n && picked < cap; ++i) {
-    int64_t best = i;
-    for (int64_t p = i + 1; p < n; ++p) {
-      if (g.score[best] < g.score[p]) best = p;  // strict: ties stay with the earliest position
-    }
     g.swap(i, best);
     picks.push_back({g.row[i], g.score[i]});
     if (++picked == cap) break;
     const float ix1 = g.x1[i], ix2 = g.x2[i], iarea = g.area[i];
+    best = i + 1;
     for (int64_t p = i + 1; p < n;) {
       g.score[p] *= decay_weight(nms_iou(ix1, ix2, iarea, g.x1[p], g.x2[p], g.area[p]), s);
       if (g.score[p] < s.min_score) {
         g.move(p, --n);  // drop: the last candidate takes the slot and is examined next
       } else {
+        if (g.score[best] < g.score[p]) best = p;
         ++p;
       }
     }
