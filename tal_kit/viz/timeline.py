@@ -16,7 +16,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from tal_kit.viz.error_analysis import ERROR_TYPE_NAMES, VideoMatch, match_video
+from tal_kit.viz.error_analysis import ERROR_TYPE_NAMES, match_video
 
 __all__ = ["Track", "VideoDetections", "timeline", "video_detections", "feature_energy_track", "class_score_track",
            "pack_lanes"]
