@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "train": ("tal_kit.train", "cli_train", "train ActionFormer (torchrun for several GPUs/processes)"),
     "infer": ("tal_kit.infer", "cli_infer", "run a checkpoint over a split and write detections"),
     "evaluate": ("tal_kit.evaluate", "cli_evaluate", "ActivityNet detection mAP of a results JSON"),
+    "viz": ("tal_kit.viz.cli", "cli_viz", "timelines HTML + report figures of a run folder"),
     "reproduce": ("tal_kit.reproduce", "cli_reproduce", "run notebooks 01-06 for a preset with papermill"),
     "build-ext": ("tal_kit.ops", "cli_build_ext", "compile the NMS extension ahead of time"),
     "info": ("tal_kit.__main__", "cli_info", "versions, devices and the NMS backend in use"),
