@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print("usage: python -m tal_kit <command> [options]\n\ncommands:")
         for name, (_, _, help_text) in SUBCOMMANDS.items():
-            print(f"  {name:<11} {help_text}")
+            print(f"  {name:<13} {help_text}")
         print("\n'python -m tal_kit <command> --help' shows a command's options.")
         return 0
     name, rest = argv[0], argv[1:]
