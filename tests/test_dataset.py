@@ -223,6 +223,15 @@ def test_reference_grid_resampling(tmp_path):
     assert item["feats"].shape == (4, 72)
     # 36 -> 72 doubles the length: output i reads input (i + 0.5) / 2 - 0.5; channel 0 of step k is 4k
     torch.testing.assert_close(item["feats"][0, :4], torch.tensor([0.0, 1.0, 3.0, 5.0]))
+    # the notebook's explanation of the same resampling: output i reads source step (i + 0.5) / 2 - 0.5, i.e. time
+    # ((i + 0.5) / 2 - 0.5) * 4 / 30 + 8 / 30 s, while grid point i claims (4 i + 8) / 30 s
+    from tal_kit.data.explain import resampling_example
+
+    example = resampling_example(ds.cfg, root, ds.videos[0], fps=30.0)
+    np.testing.assert_allclose(example.resampled, item["feats"].numpy())
+    assert example.source.shape == (4, 36) and "resampled to the length of i3d (72)" in example.description
+    np.testing.assert_allclose(example.time_shift[1:3], [-3 / 30, -5 / 30])
+    assert resampling_example(_cfg(), root, ds.videos[0], fps=30.0) is None  # no reference, not the demo
 
 
 def test_missing_features_listed_or_skipped(tmp_path):
@@ -270,3 +279,19 @@ def test_dataloader_seeded_crops(tmp_path):
         assert crops(3, 1) == crops(3, 1)  # worker seeded from the loader's generator
     evaluation = build_dataloader(TALDataset(cfg, root, is_training=False), cfg, is_training=False)
     assert [b["video_ids"] for b in evaluation] == [["e1"], ["e2"]]
+
+
+def test_fixed_length_items_and_resampling_example(tmp_path):
+    """Fixed-length features (FineAction-style): resized to max_seq_len, grid from the duration (SPEC §C.3)."""
+    from tal_kit.data.explain import resampling_example
+
+    root = _make_dataset(tmp_path)
+    cfg = _cfg("dataset.feat_stride=-1", "dataset.force_upsampling=true")
+    ds = TALDataset(cfg, root, is_training=False)
+    item = ds[0]  # e1: 36 features over 5 s at 30 fps -> 256 steps of 150/256 frames, clips 16x as long (fork)
+    assert item["feats"].shape == (4, 256)
+    assert item["feat_stride"] == pytest.approx(150 / 256) and item["num_frames"] == pytest.approx(16 * 150 / 256)
+    torch.testing.assert_close(item["segments"], torch.tensor([[2.0 * 256 / 5 - 8, 3.0 * 256 / 5 - 8]]))
+    example = resampling_example(cfg, root, ds.videos[0], fps=30.0)
+    assert example.source.shape == (4, 36) and example.resampled.shape == (4, 256)
+    np.testing.assert_allclose(example.resampled, item["feats"].numpy(), rtol=1e-6)

@@ -12,7 +12,7 @@ from tal_kit.data.demo import DemoSpec, generate_demo_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = [REPO / "notebooks" / "01_features.ipynb", REPO / "notebooks" / "02_dataset_inspection.ipynb"]
-SHARED_PARAMETERS = {"config", "data_root", "run_dir", "device", "quick"}
+SHARED_PARAMETERS = {"config", "data_root", "run_dir", "device", "quick", "overrides"}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -24,10 +24,13 @@ def test_committed_clean_with_parameters_cell(path):
     names = set()
     for node, line in zip(ast.parse(params.source).body, params.source.splitlines()):
         # literals only, each typed and commented
-        assert isinstance(node, ast.AnnAssign) and isinstance(node.value, ast.Constant), line
+        assert isinstance(node, ast.AnnAssign), line
+        ast.literal_eval(node.value)  # raises on anything but a literal
         assert "#" in line, f"parameter without a comment: {line}"
         names.add(node.target.id)
     assert SHARED_PARAMETERS <= names
+    papermill = pytest.importorskip("papermill")
+    assert set(papermill.inspect_notebook(str(path))) == names  # papermill parses every line (and documents it)
     for cell in nb.cells:
         if cell.cell_type == "code":
             assert cell.outputs == [] and cell.execution_count is None, "outputs must be stripped before commit"
