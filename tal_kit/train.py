@@ -1,0 +1,267 @@
+"""Train ActionFormer on a preset: the entry point of ``python -m tal_kit train`` and of notebook 04.
+
+    python -m tal_kit train --config demo --run-dir runs/demo            # one process
+    python -m tal_kit train --config demo --run-dir runs/demo --resume   # continue after an interruption
+    torchrun --nproc_per_node=2 -m tal_kit train --config thumos14 ...   # DistributedDataParallel
+
+The recipe (SPEC §A.3, §D.7-§D.10): AdamW with two parameter groups, linear warmup + cosine decay stepped every
+iteration, gradient clipping, an EMA of the weights (decay 0.999) that is evaluated after every epoch from
+``trainer.eval_start_epoch`` on. Everything lands in the run directory::
+
+    checkpoints/last.pt, epoch_XXX.pt, best.pt   full training state (see tal_kit.training.checkpoint)
+    metrics.jsonl                                 losses and lr per logged iteration, one line per epoch (+ mAP)
+    train_summary.json                            last and best evaluated epoch, and which one the report shows
+    detections.json, metrics.json                 the reported epoch's detections and mAP on cfg.val_split
+    pre_nms_candidates.npz                        its pre-NMS candidates, for replaying NMS in the explorer
+
+With several processes, ``loader.batch_size`` stays the *global* batch: each of N processes takes batch_size/N
+videos per step, so the number of steps, the schedule and the learning rate are those of one process.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch.utils.data import DataLoader
+from torch.utils.data.distributed import DistributedSampler
+
+from tal_kit.training import (CheckpointError, LoopSettings, Trainer, make_optimizer, make_scheduler,
+                              seed_everything)
+from tal_kit.training.distributed import DistContext, barrier, broadcast_object, init_distributed, shutdown
+from tal_kit.training.files import write_json_atomic
+from tal_kit.training.loop import TrainCallback
+
+REPORT_CHOICES = ("last", "best")
+
+
+def quick_overrides(cfg: Any) -> list[str]:
+    """Overrides for a smoke run (notebooks' ``quick`` mode): two short epochs, evaluated from the first."""
+    return ["opt.epochs=1", "opt.warmup_epochs=1", "trainer.eval_start_epoch=0", "loader.num_workers=0"]
+
+
+def resolve_config(config: Any, overrides: Sequence[str] = (), seed: int | None = None) -> Any:
+    """A Config from a preset name/YAML path (+ overrides), or the Config itself; ``seed`` >= 0 replaces the seed."""
+    from tal_kit.config import Config, load_config
+
+    cfg = config if isinstance(config, Config) else load_config(config, list(overrides))
+    if seed is not None and seed >= 0:
+        cfg.init_rand_seed = int(seed)
+    return cfg
+
+
+def default_run_dir(cfg: Any) -> Path:
+    from tal_kit.config import REPO_ROOT
+
+    return REPO_ROOT / "runs" / cfg.name
+
+
+def default_figures_dir(cfg: Any) -> Path:
+    from tal_kit.config import REPO_ROOT
+
+    return REPO_ROOT / "figures" / cfg.name
+
+
+def build_train_loader(dataset: Any, cfg: Any, ctx: DistContext,
+                       generator: torch.Generator) -> tuple[DataLoader, DistributedSampler | None]:
+    """Shuffled batches of training crops; with several processes a DistributedSampler splits each epoch.
+
+    Workers are started afresh every epoch (no persistent workers): their seeds then derive from the loader's
+    generator, whose state is checkpointed, so a resumed run draws exactly the same crops.
+    """
+    from tal_kit.data.dataset import collate_videos, seed_worker
+
+    if cfg.loader.batch_size % ctx.world_size:
+        raise ValueError(f"loader.batch_size ({cfg.loader.batch_size}) is the global batch and must be divisible "
+                         f"by the {ctx.world_size} training processes")
+    sampler = None
+    if ctx.is_distributed:
+        sampler = DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
+                                     seed=cfg.init_rand_seed, drop_last=True)
+    collate = functools.partial(collate_videos, max_seq_len=cfg.dataset.max_seq_len,
+                                max_div_factor=cfg.max_div_factor, is_training=True)
+    loader = DataLoader(dataset, batch_size=cfg.loader.batch_size // ctx.world_size, shuffle=sampler is None,
+                        sampler=sampler, drop_last=True, num_workers=cfg.loader.num_workers, collate_fn=collate,
+                        worker_init_fn=seed_worker, generator=generator,
+                        pin_memory=ctx.device.type == "cuda")
+    return loader, sampler
+
+
+def make_evaluate_fn(cfg: Any, data_root: Any, ctx: DistContext, progress: bool = True):
+    """evaluate_fn(ema_model, epoch) for the Trainer: mAP of the EMA model on ``cfg.val_split`` (None when that
+    split has no ground truth to score against)."""
+    from tal_kit.infer import evaluate_model, ground_truth_for
+
+    ground_truth, _ = ground_truth_for(cfg, data_root, cfg.val_split)
+    if not any(len(record.segments) for record in ground_truth):
+        return None
+
+    def evaluate_fn(ema_model: torch.nn.Module, epoch: int) -> dict[str, Any] | None:
+        evaluation = evaluate_model(ema_model, cfg, data_root=data_root, device=ctx.device, ctx=ctx, epoch=epoch,
+                                    progress=progress)
+        if evaluation is None:  # not rank 0
+            return None
+        result = evaluation.result
+        return {"tiou_thresholds": [float(t) for t in result.tiou_thresholds],
+                "mAP": [float(v) for v in result.mAP], "average_mAP": float(result.average_mAP)}
+
+    return evaluate_fn
+
+
+def build_trainer(cfg: Any, *, data_root: Any = None, run_dir: str | Path | None = None,
+                  ctx: DistContext | None = None, callbacks: Sequence[TrainCallback] = (),
+                  progress: bool = True) -> Trainer:
+    """Seed everything, then build dataset, loader, model (DDP-wrapped with several processes), optimizer,
+    schedule and the per-epoch evaluation; the returned Trainer is ready to ``fit()`` (or ``resume()`` first)."""
+    from tal_kit.data.dataset import TALDataset
+    from tal_kit.model import ActionFormer
+
+    ctx = ctx or init_distributed("auto")
+    if cfg.trainer.amp == "bf16" and ctx.device.type != "cuda":
+        raise ValueError("trainer.amp=bf16 needs a GPU (device cuda); on CPU use trainer.amp=none")
+    # One seed per process (rank 0 uses the config's seed as is); DDP copies rank 0's initial weights to the others.
+    generator = seed_everything(cfg.init_rand_seed + ctx.rank, cfg.trainer.deterministic)
+    train_set = TALDataset(cfg, data_root, split=cfg.train_split, is_training=True)
+    loader, sampler = build_train_loader(train_set, cfg, ctx, generator)
+    model = ActionFormer(cfg).to(ctx.device)
+    optimizer = make_optimizer(model, cfg.opt)
+    scheduler = make_scheduler(optimizer, cfg.opt, len(loader))
+    if ctx.is_distributed:
+        device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+    settings = LoopSettings(epochs=cfg.opt.total_epochs, clip_grad_l2norm=cfg.train_cfg.clip_grad_l2norm,
+                            ema_decay=cfg.trainer.ema_decay, eval_start_epoch=cfg.trainer.eval_start_epoch,
+                            checkpoint_every=cfg.trainer.checkpoint_every, amp=cfg.trainer.amp, progress=progress)
+    return Trainer(model, optimizer, scheduler, loader, settings=settings,
+                   run_dir=Path(run_dir) if run_dir is not None else default_run_dir(cfg),
+                   config_dict=cfg.to_dict(), ctx=ctx, loader_generator=generator, sampler=sampler,
+                   evaluate_fn=make_evaluate_fn(cfg, data_root, ctx, progress), callbacks=callbacks)
+
+
+def write_final_outputs(trainer: Trainer, cfg: Any, *, data_root: Any = None, report: str = "last",
+                        progress: bool = True) -> dict[str, Any] | None:
+    """detections.json, metrics.json and pre_nms_candidates.npz of the reported epoch's EMA model."""
+    import copy
+
+    from tal_kit.infer import write_outputs
+    from tal_kit.training.checkpoint import load_checkpoint
+
+    if report not in REPORT_CHOICES:
+        raise ValueError(f"report must be one of {REPORT_CHOICES}, got {report!r}")
+    model, epoch = trainer.ema.module, trainer.epoch - 1
+    if report == "best":
+        # Rank 0 reads best.pt and hands its EMA weights to the other processes (they may not see the file).
+        best_state = None
+        if trainer.ctx.is_main:
+            best = trainer.best()
+            if best is not None and best["epoch"] != epoch:
+                best_state = (best["epoch"], load_checkpoint(trainer.checkpoint_dir / "best.pt")["ema"])
+        best_state = broadcast_object(trainer.ctx, best_state)
+        if best_state is not None:
+            epoch, state = best_state
+            model = copy.deepcopy(trainer.ema.module)
+            model.load_state_dict(state)
+    run_dir = trainer.run_dir
+    return write_outputs(model, cfg, data_root=data_root, device=trainer.ctx.device, ctx=trainer.ctx,
+                         detections_path=run_dir / "detections.json", metrics_path=run_dir / "metrics.json",
+                         candidates_path=run_dir / "pre_nms_candidates.npz", epoch=epoch, which=report,
+                         progress=progress)
+
+
+def train(config: Any = "demo", overrides: Sequence[str] = (), *, data_root: Any = None,
+          run_dir: str | Path | None = None, device: str = "auto", resume: bool = False, report: str = "last",
+          stop_after: int | None = None, seed: int | None = None, callbacks: Sequence[TrainCallback] = (),
+          progress: bool = True, figures_dir: str | Path | None = None) -> dict[str, Any]:
+    """Train (or continue training) and, once the last epoch is done, write the reported epoch's results.
+
+    Args:
+        config: preset name, YAML path or Config; ``overrides``: ``section.key=value`` strings.
+        data_root: folder of the dataset paths (default data/<preset>); run_dir: default runs/<preset>.
+        device: "auto" | "cpu" | "cuda" | "cuda:N" (under torchrun each process takes cuda:<LOCAL_RANK>).
+        resume: continue from ``run_dir/checkpoints/last.pt`` when it exists (else start fresh). Without it an
+            existing checkpoint is an error, so that nothing is overwritten by accident.
+        report: which evaluated epoch detections.json/metrics.json show: "last" (unbiased) or "best" (selected
+            on the evaluation split, as InternVideo's published numbers may be; SPEC §A.3).
+        stop_after: train at most this many epochs in this call (an interruption you can resume).
+        seed: >= 0 replaces ``init_rand_seed``.
+        callbacks: objects with ``on_iteration(record)`` / ``on_epoch_end(record)`` (e.g. a live plot).
+        figures_dir: where the training curves are drawn (default figures/<preset>).
+
+    Returns the training summary (as in train_summary.json) plus "run_dir" and "final" (the written metrics).
+    """
+    cfg = resolve_config(config, overrides, seed)
+    if report not in REPORT_CHOICES:
+        raise ValueError(f"report must be one of {REPORT_CHOICES}, got {report!r}")
+    ctx = init_distributed(device)
+    try:
+        trainer = build_trainer(cfg, data_root=data_root, run_dir=run_dir, ctx=ctx, callbacks=callbacks,
+                                progress=progress)
+        last = trainer.checkpoint_dir / "last.pt"
+        if last.exists() and not resume:
+            raise CheckpointError(f"{last} exists: pass resume=True (--resume) to continue that run, or choose "
+                                  "another run directory")
+        if resume and last.exists():
+            trainer.resume(last)
+        summary = trainer.fit(stop_after=stop_after)
+        final = None
+        if summary["finished"]:
+            final = write_final_outputs(trainer, cfg, data_root=data_root, report=report, progress=progress)
+        if ctx.is_main:
+            summary["report"] = report
+            write_json_atomic(trainer.run_dir / "train_summary.json", summary)
+            if summary["finished"]:
+                from tal_kit.training.curves import plot_training_curves
+                target = Path(figures_dir) if figures_dir is not None else default_figures_dir(cfg)
+                plot_training_curves(trainer.run_dir, save_to=target / "training_curves.png", close=True)
+        barrier(ctx)
+        return {**summary, "run_dir": str(trainer.run_dir), "final": final}
+    finally:
+        shutdown(ctx)
+
+
+def cli_train(argv: list[str]) -> int:
+    """``python -m tal_kit train --config PRESET [--set k=v ...] --run-dir DIR [--resume]``"""
+    from tal_kit.config import ConfigError
+
+    parser = argparse.ArgumentParser(prog="python -m tal_kit train",
+                                     description="Train ActionFormer; under torchrun, one process per device.")
+    parser.add_argument("--config", default="demo", help="preset name or path to a YAML file (default: demo)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="dotted config override, e.g. opt.learning_rate=1e-4 (repeatable)")
+    parser.add_argument("--run-dir", help="output folder (default runs/<preset>)")
+    parser.add_argument("--data-root", help="folder the config's dataset paths are relative to (default data/<preset>)")
+    parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoints/last.pt")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--report", choices=REPORT_CHOICES, default="last",
+                        help="epoch whose detections/metrics are written: last (default) or best")
+    parser.add_argument("--seed", type=int, default=None, help="replace init_rand_seed")
+    parser.add_argument("--stop-after", type=int, default=None, help="train at most this many epochs now")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+    try:
+        result = train(args.config, args.overrides, data_root=args.data_root, run_dir=args.run_dir,
+                       device=args.device, resume=args.resume, report=args.report, stop_after=args.stop_after,
+                       seed=args.seed, progress=not args.no_progress)
+    except (ConfigError, CheckpointError, ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if int(__import__("os").environ.get("RANK", "0")) == 0:
+        print(format_summary(result))
+    return 0
+
+
+def format_summary(result: dict[str, Any]) -> str:
+    """A few readable lines about a training run."""
+    lines = [f"run {result['run_dir']}: {result['epochs_completed']}/{result['epochs']} epochs"]
+    for which in ("last", "best"):
+        block = result.get(which)
+        if block and block.get("average_mAP") is not None:
+            values = " ".join(f"{100 * v:.2f}" for v in block["mAP"])
+            lines.append(f"  {which:>4} epoch {block['epoch']}: average mAP {100 * block['average_mAP']:.2f} % "
+                         f"(per tIoU: {values})")
+    if result.get("final"):
+        lines.append(f"  detections.json and metrics.json show the {result.get('report', 'last')} epoch")
+    return "\n".join(lines)
