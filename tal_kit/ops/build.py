@@ -35,8 +35,8 @@ HEADERS = ("nms.h", "nms_cpu.h", "nms_cuda.h")
 # Kept short: every architecture costs compile time (CI has two cores).
 DEFAULT_CUDA_ARCH_LIST = "8.0;9.0+PTX"
 # -ffp-contract=off / --fmad=false: no fused multiply-adds, so float32 results match the torch reference bit for bit.
-CXX_FLAGS = ["-O3", "-fopenmp", "-ffp-contract=off"]
-LD_FLAGS = ["-fopenmp"]
+CXX_FLAGS = ["-O3", "-pthread", "-ffp-contract=off"]
+LD_FLAGS = ["-pthread"]
 NVCC_FLAGS = ["-O3", "--fmad=false"]
 
 
@@ -183,7 +183,7 @@ def compile_extension(variant: str, *, verbose: bool = False, force: bool = Fals
         record = {"variant": variant, "compile_seconds": round(seconds, 2), "torch": torch.__version__,
                   "cuda": torch.version.cuda, "cuda_arch_list": cuda_arch_list() if variant == "cuda" else None,
                   "built_at": time.strftime("%Y-%m-%d %H:%M:%S")}
-        tmp = record_path.with_suffix(".json.tmp")
+        tmp = record_path.with_name(f"{record_path.name}.{os.getpid()}.tmp")  # several processes may finish at once
         tmp.write_text(json.dumps(record, indent=1))
         tmp.replace(record_path)
     record = json.loads(record_path.read_text())

@@ -2,7 +2,7 @@
 
 Backends (one behaviour, SPEC §E; details in tal_kit/ops/reference.py):
   "cuda"      the CUDA kernels of the extension (GPU tensors): one launch for all (video, class) groups
-  "cpp"       the C++ kernels of the extension (CPU tensors, videos in parallel with OpenMP)
+  "cpp"       the C++ kernels of the extension (CPU tensors, videos in parallel on torch.get_num_threads() threads)
   "torch"     pure torch, all groups advancing together (any device): the fallback without the extension
   "reference" pure torch, one Python step per detection (CPU): the readable oracle the others are tested against
   "auto"      cuda for GPU tensors when built, else cpp, else torch (tal_kit.ops.backend_info() says which and why)
@@ -33,7 +33,7 @@ class PackedDetections(NamedTuple):
     counts: Tensor  # [V] int64
 
     def split(self) -> list[tuple[Tensor, Tensor, Tensor, Tensor]]:
-        """Per video (segments, scores, labels, indices into that video's own candidates)."""
+        """Per video (segments, scores, labels, indices): indices are rows of the packed input."""
         counts = self.counts.tolist()
         pieces = [part.split(counts) for part in (self.segments, self.scores, self.labels, self.indices)]
         return list(zip(*pieces))

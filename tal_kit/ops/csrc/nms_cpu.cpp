@@ -1,7 +1,11 @@
-// CPU kernels: one video per OpenMP task; within a video, one NMS run per class (or one class-agnostic run).
-// Plain C++ on raw pointers (no torch headers): nms.cpp owns the tensors.
+// CPU kernels: videos in parallel (each thread takes the next video); within a video, one NMS run per class (or one
+// class-agnostic run). Plain C++ on raw pointers (no torch headers): nms.cpp owns the tensors.
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
+#include <exception>
+#include <mutex>
+#include <thread>
 #include <vector>
 
 #include "nms.h"
@@ -188,20 +192,34 @@ int64_t output_capacity(int64_t num_candidates, const Settings& s) {
   return std::min(num_candidates, s.cap);
 }
 
+// Plain threads pulling videos from a shared counter rather than an OpenMP team: idle threads sleep in join()
+// instead of spin-waiting at a barrier, which on a busy (oversubscribed) machine made OpenMP slower than one thread.
 void nms_videos_cpu(const float* segs, const float* scores, const int64_t* labels, const int64_t* video_offsets,
                     int64_t num_videos, const Settings& s, const int64_t* out_offsets, int64_t* out_row,
                     float* out_score, float* out_seg, int64_t* out_count, int num_threads) {
-  if (num_threads < 1 || num_videos < 2) num_threads = 1;
-#pragma omp parallel num_threads(num_threads)
-  {
-    Scratch scratch;
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t v = 0; v < num_videos; ++v) {
-      const int64_t o = out_offsets[v];
-      out_count[v] = nms_one_video(segs, scores, labels, video_offsets[v], video_offsets[v + 1], s, scratch,
-                                   out_row + o, out_score + o, out_seg + 2 * o);
+  const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(num_threads, num_videos));
+  std::atomic<int64_t> next_video{0};
+  std::exception_ptr failure;
+  std::mutex failure_lock;
+  auto work = [&]() {
+    try {
+      Scratch scratch;
+      for (int64_t v = next_video++; v < num_videos; v = next_video++) {
+        const int64_t o = out_offsets[v];
+        out_count[v] = nms_one_video(segs, scores, labels, video_offsets[v], video_offsets[v + 1], s, scratch,
+                                     out_row + o, out_score + o, out_seg + 2 * o);
+      }
+    } catch (...) {  // e.g. bad_alloc: hand it to the calling thread
+      std::lock_guard<std::mutex> guard(failure_lock);
+      if (!failure) failure = std::current_exception();
+      next_video = num_videos;
     }
-  }
+  };
+  std::vector<std::thread> helpers;
+  for (int64_t t = 1; t < workers; ++t) helpers.emplace_back(work);
+  work();
+  for (auto& helper : helpers) helper.join();
+  if (failure) std::rethrow_exception(failure);
 }
 
 }  // namespace tal_nms
