@@ -12,7 +12,8 @@ Workloads (synthetic candidates shaped like ActionFormer's pre-NMS output, fixed
 Timed: ActionFormer's batched_nms with its nms_cpu.cpp, one video at a time (when the actionformer sdist can be had);
 tal_kit's C++ kernels one video at a time and all videos in one call (torch.get_num_threads() threads);
 tal_kit's CUDA kernels (all videos in one launch) when a GPU is visible; the pure-torch fallback (vectorised over
-groups; also on the GPU when one is visible) and the sequential reference on a few videos, extrapolated. Outputs are checked against ActionFormer's (segments, scores, labels; float tolerance).
+groups; also on the GPU when one is visible) and the sequential reference on a few videos, extrapolated.
+Outputs are checked against ActionFormer's (segments, scores, labels; float tolerance).
 """
 from __future__ import annotations
 

@@ -32,8 +32,9 @@ def test_cuda_extension_compiles():
         assert f"-arch {sm} ".encode() in library, f"no device code for {sm}"
     # and the module's CPU kernels work: 3 segments, hand-checked greedy NMS
     segs = torch.tensor([[0.0, 10.0], [1.0, 10.0], [20.0, 30.0]])
-    rows, scores, kept_segs, counts = module.nms_packed(segs, torch.tensor([0.9, 0.8, 0.7]), torch.zeros(3, dtype=torch.long),
-                                                        torch.tensor([0, 3]), 1, 0, 0.5, 0.5, 0.0, 10, False, 0.0, 0, 1)
+    rows, scores, kept_segs, counts = module.nms_packed(segs, torch.tensor([0.9, 0.8, 0.7]),
+                                                        torch.zeros(3, dtype=torch.long), torch.tensor([0, 3]),
+                                                        1, 0, 0.5, 0.5, 0.0, 10, False, 0.0, 0, 1)
     assert rows.tolist() == [0, 2] and counts.tolist() == [2] and kept_segs.tolist() == [[0.0, 10.0], [20.0, 30.0]]
 
 

@@ -118,7 +118,8 @@ def build_dir(variant: str) -> Path:
     """<cache>/torch<version>-<cuda>-py<X.Y>/<variant>-<hash>."""
     cuda = f"cu{torch.version.cuda}" if torch.version.cuda else "cpu"
     python = f"py{sys.version_info.major}.{sys.version_info.minor}"
-    return cache_root() / f"torch{torch.__version__.replace('+', '_')}-{cuda}-{python}" / f"{variant}-{build_key(variant)}"
+    versions = f"torch{torch.__version__.replace('+', '_')}-{cuda}-{python}"
+    return cache_root() / versions / f"{variant}-{build_key(variant)}"
 
 
 def _ensure_ninja_on_path() -> None:

@@ -59,10 +59,11 @@ def _soft_nms_chunk(x1: Tensor, x2: Tensor, area: Tensor, score: Tensor, row: Te
         front_end = (i + 1 + num_kept)[:, None]
         holes = rest & ~keep & (pos < front_end)
         movers = keep & (pos >= front_end)
+        group_of = every[:, None].expand_as(pos)
         mover_at_rank = torch.zeros_like(pos)
-        mover_at_rank[every[:, None].expand_as(pos)[movers], (num_kept[:, None] - 1 - kept_before)[movers]] = pos[movers]
+        mover_at_rank[group_of[movers], (num_kept[:, None] - 1 - kept_before)[movers]] = pos[movers]
         source = pos.clone()
-        source[holes] = mover_at_rank[every[:, None].expand_as(pos)[holes], (pos - (i + 1) - kept_before)[holes]]
+        source[holes] = mover_at_rank[group_of[holes], (pos - (i + 1) - kept_before)[holes]]
         x1, x2, area, score, row = (values.gather(1, source) for values in (x1, x2, area, score, row))
         live = torch.where(active, front_end.squeeze(1), live)
     return picked_row, picked_score
