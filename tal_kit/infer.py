@@ -352,3 +352,46 @@ def cli_infer(argv: list[str]) -> int:
         values = " ".join(f"{100 * v:.2f}" for v in summary["mAP"])
         print(f"mAP (%) at tIoU {thresholds}: {values}; average {100 * summary['average_mAP']:.2f}")
     return 0
+
+
+def nms_sweep_markdown(rows: Sequence[Mapping[str, Any]], tiou_thresholds: Sequence[float]) -> str:
+    """The rows of :func:`nms_sweep` as a markdown table (mAP in %)."""
+    head = "| variant | " + " | ".join(f"mAP@{t:g}" for t in tiou_thresholds) + " | average | detections |"
+    lines = [head, "|" + "---|" * (len(tiou_thresholds) + 3)]
+    for row in rows:
+        values = " | ".join(f"{100 * v:.2f}" for v in row["mAP"])
+        lines.append(f"| {row['name']} | {values} | {100 * row['average_mAP']:.2f} | {row['num_detections']} |")
+    return "\n".join(lines)
+
+
+def default_nms_variants(test_cfg: Any) -> dict[str, dict[str, Any]]:
+    """A small tour of NMS settings around the config's: softer/harder Gaussian decay, greedy hard NMS at two
+    thresholds, no NMS at all, and fewer detections per video. Keys name the variant; values are the changes."""
+    kind = "per class" if test_cfg.multiclass_nms else "class-agnostic"
+    return {
+        f"config: {test_cfg.nms_method} NMS ({kind}), sigma {test_cfg.nms_sigma:g}": {},
+        "Gaussian soft-NMS, sigma 0.25": {"method": "soft", "soft_kind": "gaussian", "sigma": 0.25},
+        "Gaussian soft-NMS, sigma 0.9": {"method": "soft", "soft_kind": "gaussian", "sigma": 0.9},
+        "hard NMS, IoU 0.3": {"method": "hard", "iou_threshold": 0.3},
+        "hard NMS, IoU 0.6": {"method": "hard", "iou_threshold": 0.6},
+        "no NMS": {"method": "none"},
+        f"config, at most {max(1, test_cfg.max_seg_num // 4)} per video": {"max_seg_num": max(1, test_cfg.max_seg_num // 4)},
+    }
+
+
+def nms_sweep_figure(rows: Sequence[Mapping[str, Any]]) -> Any:
+    """Average mAP (%) of each NMS variant as horizontal bars (a matplotlib Figure)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7.5, 0.45 * len(rows) + 1.2), layout="constrained")
+    ax = fig.add_subplot()
+    values = [100 * row["average_mAP"] for row in rows]
+    positions = list(range(len(rows)))[::-1]
+    ax.barh(positions, values, color=["#dd8452" if i == 0 else "#4c72b0" for i in range(len(rows))])
+    ax.set_yticks(positions, [row["name"] for row in rows], fontsize=8)
+    for y, value, row in zip(positions, values, rows):
+        ax.text(value, y, f" {value:.2f} ({row['num_detections']} dets)", va="center", fontsize=7)
+    ax.set_xlabel("average mAP (%)")
+    ax.set_xlim(0, max(values + [1.0]) * 1.3)
+    ax.set_title("Same candidates, different NMS")
+    return fig

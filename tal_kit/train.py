@@ -38,8 +38,8 @@ from tal_kit.training.loop import TrainCallback
 REPORT_CHOICES = ("last", "best")
 
 
-def quick_overrides(cfg: Any) -> list[str]:
-    """Overrides for a smoke run (notebooks' ``quick`` mode): two short epochs, evaluated from the first."""
+def quick_overrides() -> list[str]:
+    """Overrides for a smoke run (the notebooks' ``quick`` mode): two epochs (one of warmup), both evaluated."""
     return ["opt.epochs=1", "opt.warmup_epochs=1", "trainer.eval_start_epoch=0", "loader.num_workers=0"]
 
 
@@ -264,4 +264,46 @@ def format_summary(result: dict[str, Any]) -> str:
                          f"(per tIoU: {values})")
     if result.get("final"):
         lines.append(f"  detections.json and metrics.json show the {result.get('report', 'last')} epoch")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# For the notebooks: the recipe, the schedule's length, the per-epoch history as tables
+# ----------------------------------------------------------------------------------------------------------------------
+
+def iterations_per_epoch(cfg: Any, data_root: Any = None, world_size: int = 1) -> int:
+    """Optimizer steps per epoch: training videos // global batch (the last partial batch is dropped)."""
+    from tal_kit.data.dataset import TALDataset
+
+    videos = len(TALDataset(cfg, data_root, split=cfg.train_split, is_training=True)) // world_size
+    return videos // (cfg.loader.batch_size // world_size)
+
+
+def recipe_markdown(cfg: Any) -> str:
+    """The training recipe of ``cfg`` as a markdown table."""
+    opt, trainer = cfg.opt, cfg.trainer
+    rows = [
+        ("optimizer", f"{opt.type}, weight decay {opt.weight_decay:g} on conv/linear weights only"),
+        ("learning rate", f"{opt.learning_rate:g}, {opt.schedule_type} decay to {opt.eta_min:g}, stepped per iteration"),
+        ("warmup", f"{opt.warmup_epochs} epoch(s), linear from 0" if opt.warmup else "none"),
+        ("epochs", f"{opt.total_epochs} ({opt.epochs} + {opt.warmup_epochs if opt.warmup else 0} warmup)"),
+        ("batch size", f"{cfg.loader.batch_size} videos (crops of up to {cfg.dataset.max_seq_len} steps)"),
+        ("gradient clipping", f"L2 norm {cfg.train_cfg.clip_grad_l2norm:g}" if cfg.train_cfg.clip_grad_l2norm > 0
+         else "none"),
+        ("weight EMA", f"decay {trainer.ema_decay:g}; evaluated after every epoch from epoch {trainer.eval_start_epoch}"),
+        ("determinism", trainer.deterministic),
+        ("seed", str(cfg.init_rand_seed)),
+    ]
+    return "| setting | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
+
+
+def history_markdown(summary: dict[str, Any]) -> str:
+    """Average mAP of every evaluated epoch, with the last and the best marked."""
+    best = (summary.get("best") or {}).get("epoch")
+    last = (summary.get("last") or {}).get("epoch")
+    lines = ["| epoch | average mAP (%) | |", "|---|---|---|"]
+    for entry in summary.get("history", []):
+        marks = [m for m, e in (("last", last), ("best", best)) if e == entry["epoch"]]
+        value = entry.get("average_mAP")
+        lines.append(f"| {entry['epoch']} | {'–' if value is None else f'{100 * value:.2f}'} | {', '.join(marks)} |")
     return "\n".join(lines)

@@ -132,3 +132,28 @@ def load_state_strict(module: nn.Module, state: Mapping[str, torch.Tensor], path
         raise CheckpointError(f"{path}: the {what} weights do not fit this model (was it trained with another "
                               "config?): " + "; ".join(p for p in parts if p))
     module.load_state_dict(state)
+
+
+def describe_checkpoint(path: str | os.PathLike) -> str:
+    """What a training checkpoint holds, as a markdown table (for the tutorial)."""
+    checkpoint = load_checkpoint(path)
+
+    def tensors(state: Mapping[str, Any]) -> int:
+        return sum(v.numel() for v in state.values() if torch.is_tensor(v))
+
+    optimizer_state = checkpoint["optimizer"].get("state", {})
+    moments = sum(tensors(s) for s in optimizer_state.values())
+    metrics = checkpoint.get("metrics") or {}
+    rows = [
+        ("epoch", f"{checkpoint['epoch']} (last completed, 0-based); global step {checkpoint['global_step']}"),
+        ("model", f"{len(checkpoint['model'])} tensors, {tensors(checkpoint['model']):,} values (incl. the loss "
+                  f"normalizer {float(checkpoint['model'].get('loss_normalizer', float('nan'))):.2f})"),
+        ("ema", f"the EMA copy: {tensors(checkpoint['ema']):,} values; evaluation uses these"),
+        ("optimizer", f"AdamW moments: {moments:,} values"),
+        ("scheduler", f"step {checkpoint['scheduler'].get('last_epoch')} of {checkpoint['scheduler'].get('total_steps')}"),
+        ("rng", f"{len(checkpoint['rng'])} process(es): Python, NumPy, torch, CUDA and loader generators"),
+        ("config", f"the full config of the run ({checkpoint['config'].get('name')})"),
+        ("metrics", f"average mAP {100 * metrics['average_mAP']:.2f} %" if "average_mAP" in metrics
+         else "not evaluated"),
+    ]
+    return "| field | content |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)

@@ -159,6 +159,10 @@ class LiveLossPlot:
         self.epoch_marks.append((record["step"], evaluation.get("average_mAP")))
         self.draw()
 
+    def new_output(self) -> None:
+        """Draw the next update as a new output (of the cell running now) instead of updating the old one."""
+        self._handle = None
+
     def figure(self) -> Any:
         import matplotlib.pyplot as plt
 
