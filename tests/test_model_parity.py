@@ -274,7 +274,9 @@ def assert_same_candidates(expected, got):
     es, ec, el = canonical(expected)
     gs, gc, gl = canonical(got)
     assert torch.equal(el, gl)
-    assert max_diff(es, gs) <= 1e-4 and max_diff(ec, gc) <= TOL
+    # segments are t -/+ offset x stride: offsets agree to TOL in stride units (stride up to 32), plus float32
+    # rounding of coordinates in the thousands
+    assert max_diff(es, gs) <= 32 * TOL + 1e-6 * float(es.abs().max()) and max_diff(ec, gc) <= TOL
 
 
 def test_checkpoint_file_and_ema_selection(meta_archs, tmp_path):

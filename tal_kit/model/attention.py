@@ -123,9 +123,11 @@ class MaskedMHCA(nn.Module):
         self.attn_pdrop = attn_pdrop
 
         kernel_size = stride + 1 if stride > 1 else 3
+        # The projections need not zero their padded steps: padded keys get no weight and padded queries are
+        # zeroed at the output, so nothing computed there reaches a real step.
         for name in ("query", "key", "value"):
             setattr(self, f"{name}_conv", MaskedConv1d(embd_dim, embd_dim, kernel_size, stride, groups=embd_dim,
-                                                       bias=False))
+                                                       bias=False, mask_output=False))
             setattr(self, f"{name}_norm", ChannelLayerNorm(embd_dim))
             setattr(self, name, nn.Conv1d(embd_dim, embd_dim, 1))
         self.proj = nn.Conv1d(embd_dim, embd_dim, 1)

@@ -19,33 +19,38 @@ from torch import Tensor, nn
 class MaskedConv1d(nn.Conv1d):
     """A 1-D convolution whose output is zeroed on padded steps; returns ``(output, output_mask)``.
 
+    ``mask_output=False`` skips the zeroing, for callers whose padded outputs can never reach a real step.
+
     Only "same" convolutions (odd kernel, padding kernel//2) are supported, so output step i is centred on input
     step i*stride. With stride s > 1 the output mask is the input mask at steps 0, s, 2s, ... (the input length must
     be divisible by s, which the model guarantees by padding to a multiple of the pyramid's total stride).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, *,
-                 groups: int = 1, bias: bool = True):
+                 groups: int = 1, bias: bool = True, mask_output: bool = True):
         if kernel_size % 2 != 1:
             raise ValueError(f"MaskedConv1d needs an odd kernel size, got {kernel_size}")
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2,
                          groups=groups, bias=bias)
         if bias:
             nn.init.zeros_(self.bias)
+        self.mask_output = mask_output
 
     def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
         stride = self.stride[0]
         if x.shape[-1] % stride != 0:
             raise ValueError(f"MaskedConv1d with stride {stride} needs a length divisible by it, got {x.shape[-1]}")
         out_mask = mask[:, :, ::stride] if stride > 1 else mask
-        return super().forward(x) * out_mask, out_mask
+        out = super().forward(x)
+        return (out * out_mask if self.mask_output else out), out_mask
 
 
 class ChannelLayerNorm(nn.Module):
     """LayerNorm over the channels of a [B, C, T] tensor, separately at every time step (eps 1e-5, affine).
 
-    Computed by ``F.layer_norm`` on the time-major view: one fused kernel instead of the mean/variance chain
-    (same numbers to float rounding). The result is a [B, C, T] view with time-major strides.
+    On a GPU it runs as ``F.layer_norm`` on the time-major view (one fused kernel; the result is a [B, C, T] view
+    with time-major strides). On a CPU, where transposing copies cost more than the arithmetic they save, it
+    normalizes in place along dim 1. Both equal the reference's mean/variance chain to float rounding.
     """
 
     def __init__(self, num_channels: int, eps: float = 1e-5):
@@ -59,21 +64,31 @@ class ChannelLayerNorm(nn.Module):
         if x.dim() != 3 or x.shape[1] != self.num_channels:
             raise ValueError(f"ChannelLayerNorm({self.num_channels}) expects [B, {self.num_channels}, T], "
                              f"got {tuple(x.shape)}")
-        return F.layer_norm(x.transpose(1, 2), (self.num_channels,), self.weight, self.bias, self.eps).transpose(1, 2)
+        if x.is_cuda:
+            return F.layer_norm(x.transpose(1, 2), (self.num_channels,), self.weight, self.bias,
+                                self.eps).transpose(1, 2)
+        centred = x - x.mean(dim=1, keepdim=True)
+        scale = torch.rsqrt(centred.square().mean(dim=1, keepdim=True) + self.eps)
+        return torch.addcmul(self.bias[:, None], centred * scale, self.weight[:, None])
 
     def extra_repr(self) -> str:
         return f"{self.num_channels}, eps={self.eps}"
 
 
+def drop_path_factor(x: Tensor, drop_prob: float) -> Tensor:
+    """Per-sample stochastic-depth factor [B, 1, ..., 1]: 0 with probability drop_prob, else 1 / (1 - drop_prob),
+    so the expected output is unchanged. One uniform draw per sample; u >= drop_prob keeps it (the reference's
+    draw-to-decision rule, so the same seed drops the same samples)."""
+    keep = torch.rand((x.shape[0],) + (1,) * (x.dim() - 1), dtype=x.dtype, device=x.device) >= drop_prob
+    return keep.to(x.dtype) / (1.0 - drop_prob)
+
+
 def drop_path(x: Tensor, drop_prob: float, training: bool) -> Tensor:
     """Stochastic depth: in training, zero the whole residual branch of a sample with probability ``drop_prob``
-    and divide the kept ones by 1 - drop_prob, so the expected output is unchanged. Identity in evaluation."""
+    and scale the kept ones up by 1 / (1 - drop_prob). Identity in evaluation."""
     if drop_prob == 0.0 or not training:
         return x
-    keep_prob = 1.0 - drop_prob
-    # one uniform draw per sample; u >= drop_prob keeps it (the same draw-to-decision rule as the reference)
-    keep = torch.rand((x.shape[0],) + (1,) * (x.dim() - 1), dtype=x.dtype, device=x.device) >= drop_prob
-    return x / keep_prob * keep
+    return x * drop_path_factor(x, drop_prob)
 
 
 class LayerScaleDropPath(nn.Module):
@@ -86,7 +101,10 @@ class LayerScaleDropPath(nn.Module):
         self.drop_prob = float(drop_prob)
 
     def forward(self, x: Tensor) -> Tensor:
-        return drop_path(x * self.scale[:, None], self.drop_prob, self.training)
+        gain = self.scale[:, None]
+        if self.drop_prob > 0.0 and self.training:  # fold the per-sample factor into the gain: one pass over x
+            gain = gain * drop_path_factor(x, self.drop_prob)
+        return x * gain
 
     def extra_repr(self) -> str:
         return f"{self.scale.numel()}, drop_prob={self.drop_prob}"
