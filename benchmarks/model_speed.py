@@ -6,7 +6,8 @@ that they agree on the losses and logits before timing anything.
 
     .venv/bin/python benchmarks/model_speed.py [--preset thumos14] [--device auto|cpu|cuda] [--repeats N]
 
-Timed, each a median over interleaved repeats (reference, tal_kit, reference, ...):
+Timed, each a median over interleaved repeats (reference, tal_kit, reference, ...); wall-clock on a GPU, process
+CPU time on a CPU (machines shared with other work make wall-clock meaningless there):
   train step   forward + label assignment + losses + backward, batch 2 x max_seq_len (2304 for thumos14),
                drop-path as in training
   long video   inference on one video of --long-steps (12,000) steps: forward + per-level decoding (pre-NMS),
@@ -111,11 +112,14 @@ def sync(device):
 
 
 def timed(fn, device):
+    """Seconds fn takes: wall-clock on a GPU; on a CPU, the process's CPU time (robust to other processes
+    sharing the cores; run single-threaded, OMP_NUM_THREADS=1, for the fairest comparison)."""
+    clock = time.perf_counter if device.type == "cuda" else time.process_time
     sync(device)
-    start = time.perf_counter()
+    start = clock()
     fn()
     sync(device)
-    return time.perf_counter() - start
+    return clock() - start
 
 
 def compare_times(fns: dict, device, repeats: int) -> dict:

@@ -22,7 +22,7 @@ import torch
 
 from tal_kit.config import load_config
 from tal_kit.model import ActionFormer, CheckpointMismatchError, load_actionformer_checkpoint
-from tal_kit.model.layers import LayerScaleDropPath
+from tal_kit.model.layers import ChannelLayerNorm, LayerScaleDropPath
 from tests import oracle
 
 TOL = 1e-5
@@ -201,6 +201,7 @@ def test_drop_path_draws_like_reference(meta_archs):
 
 @pytest.mark.parametrize("overrides", [
     [],
+    ["fused-layer-norm"],  # the GPU LayerNorm path (time-major views flowing through the network), run on the CPU
     ["model.fpn_type=fpn"],
     ["model.use_rel_pe=true", "model.use_abs_pe=true"],
     ["model.n_mha_win_size=[5,5,5,5,-1,-1]", "train_cfg.droppath=0.0", "train_cfg.loss_weight=-1",
@@ -210,7 +211,11 @@ def test_variants_match_reference(meta_archs, overrides):
     """Gradients of every parameter on the demo model, and options off the published recipes: FPN neck, relative
     + absolute position encodings, global attention on two levels, no drop-path (no LayerScale), adaptive loss
     weight, no centre sampling."""
-    cfg, ref, ours = build_pair(meta_archs, "demo", overrides, seed=1)
+    fused = "fused-layer-norm" in overrides
+    cfg, ref, ours = build_pair(meta_archs, "demo", [o for o in overrides if "=" in o], seed=1)
+    for module in ours.modules():
+        if isinstance(module, ChannelLayerNorm):
+            module.fused = fused
     feats, mask, segments, labels = make_batch(cfg, [512, 333])
     disable_drop_path(ref, ours)
     diffs, _ = compare(ref, ours, feats, mask, segments, labels, train=True, check_grads=True)

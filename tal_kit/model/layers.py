@@ -48,15 +48,17 @@ class MaskedConv1d(nn.Conv1d):
 class ChannelLayerNorm(nn.Module):
     """LayerNorm over the channels of a [B, C, T] tensor, separately at every time step (eps 1e-5, affine).
 
-    On a GPU it runs as ``F.layer_norm`` on the time-major view (one fused kernel; the result is a [B, C, T] view
-    with time-major strides). On a CPU, where transposing copies cost more than the arithmetic they save, it
-    normalizes in place along dim 1. Both equal the reference's mean/variance chain to float rounding.
+    ``fused`` (default: on GPUs) runs it as ``F.layer_norm`` on the time-major view: one fused kernel, and the result
+    is a [B, C, T] view with time-major strides. Otherwise (default on CPUs, where transposing copies cost more than
+    the arithmetic they save) it normalizes along dim 1 directly. Both equal the reference's mean/variance chain to
+    float rounding.
     """
 
-    def __init__(self, num_channels: int, eps: float = 1e-5):
+    def __init__(self, num_channels: int, eps: float = 1e-5, fused: bool | None = None):
         super().__init__()
         self.num_channels = num_channels
         self.eps = eps
+        self.fused = fused
         self.weight = nn.Parameter(torch.ones(num_channels))
         self.bias = nn.Parameter(torch.zeros(num_channels))
 
@@ -64,7 +66,7 @@ class ChannelLayerNorm(nn.Module):
         if x.dim() != 3 or x.shape[1] != self.num_channels:
             raise ValueError(f"ChannelLayerNorm({self.num_channels}) expects [B, {self.num_channels}, T], "
                              f"got {tuple(x.shape)}")
-        if x.is_cuda:
+        if self.fused if self.fused is not None else x.is_cuda:
             return F.layer_norm(x.transpose(1, 2), (self.num_channels,), self.weight, self.bias,
                                 self.eps).transpose(1, 2)
         centred = x - x.mean(dim=1, keepdim=True)
