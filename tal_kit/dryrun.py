@@ -31,7 +31,7 @@ from tal_kit.config import Config, load_config, resolve_path
 from tal_kit.data.features import feature_path, write_feature_file
 
 # What a dry run passes to every notebook (besides reproduce's --quick overrides).
-DRY_RUN_OVERRIDES = ["dataset.missing_features=skip"]
+DRY_RUN_OVERRIDES = ["dataset.missing_features=skip", "loader.batch_size=2"]  # a few videos: small batches
 REFERENCE_DIM = 8  # reference-grid files are read for their length only
 
 
