@@ -13,8 +13,8 @@ from tal_kit.model.assignment import assign_targets
 from tal_kit.model.attention import global_attention, local_window_attention
 from tal_kit.model.decode import decode_candidates
 from tal_kit.model.heads import PyramidLayout
-from tal_kit.model.layers import (ChannelLayerNorm, LayerScaleDropPath, MaskedConv1d, drop_path,
-                                  sinusoid_position_table)
+from tal_kit.model.layers import (ChannelLayerNorm, LayerScaleDropPath, MaskedConv1d, _ChannelLayerNormFunction,
+                                  drop_path, sinusoid_position_table)
 from tal_kit.model.losses import diou_loss_1d, sigmoid_focal_loss, smooth_labels, updated_loss_normalizer
 from tal_kit.model.points import pyramid_points
 
@@ -94,6 +94,12 @@ def test_masked_conv_and_layer_norm():
     for fused in (False, True):  # the CPU formula and the fused kernel used on GPUs
         norm.fused = fused
         assert torch.allclose(norm(x), expected, atol=1e-5)
+    # the CPU path's hand-written backward, against finite differences
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 5, 7, dtype=torch.float64, generator=gen, requires_grad=True)
+    weight = (0.5 + torch.rand(5, dtype=torch.float64, generator=gen)).requires_grad_()
+    bias = torch.randn(5, dtype=torch.float64, generator=gen).requires_grad_()
+    torch.autograd.gradcheck(lambda *a: _ChannelLayerNormFunction.apply(*a, 1e-5), (x, weight, bias))
 
 
 def test_drop_path_statistics_and_layer_scale():

@@ -87,9 +87,12 @@ def _relative_bias(rel_pe: Tensor, half: int, block: int) -> Tensor:
 
 def global_attention(q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor, *, dropout_p: float = 0.0,
                      training: bool = False) -> Tensor:
-    """Full attention over the real keys. q [B, H, Tq, d] (already scaled), k/v [B, H, Tk, d], key_mask [B, Tk]."""
+    """Full attention over the real keys. q [B, H, Tq, d] (already scaled), k/v [B, H, Tk, d], key_mask [B, Tk].
+
+    Padded keys get MASKED_SCORE rather than the reference's -inf: the same weights (zero) whenever a real key
+    exists, and no NaN for a sequence without any."""
     scores = torch.matmul(q, k.transpose(-1, -2))
-    scores = scores.masked_fill(~key_mask[:, None, None, :], float("-inf"))
+    scores = scores.masked_fill(~key_mask[:, None, None, :], MASKED_SCORE)
     probs = torch.softmax(scores, dim=-1)
     if dropout_p > 0.0 and training:
         probs = F.dropout(probs, dropout_p, training=True)

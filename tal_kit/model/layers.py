@@ -45,6 +45,34 @@ class MaskedConv1d(nn.Conv1d):
         return (out * out_mask if self.mask_output else out), out_mask
 
 
+class _ChannelLayerNormFunction(torch.autograd.Function):
+    """LayerNorm along dim 1 of [B, C, T] with a hand-written backward that keeps only the input and the per-step
+    statistics (autograd through the formula would keep two more full-size tensors per norm)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor, eps: float) -> Tensor:
+        mean = x.mean(dim=1, keepdim=True)
+        normed = x - mean
+        rstd = torch.rsqrt(normed.square().mean(dim=1, keepdim=True) + eps)
+        normed.mul_(rstd)
+        ctx.save_for_backward(x, mean, rstd, weight)
+        return torch.addcmul(bias[:, None], normed, weight[:, None])
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        x, mean, rstd, weight = ctx.saved_tensors
+        normed = (x - mean).mul_(rstd)
+        grad_weight = (grad * normed).sum(dim=(0, 2)) if ctx.needs_input_grad[1] else None
+        grad_bias = grad.sum(dim=(0, 2)) if ctx.needs_input_grad[2] else None
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            # d/dx of w * (x - mean) * rstd: rstd * (g' - mean_C(g') - normed * mean_C(g' * normed)), g' = g * w
+            scaled = grad * weight[:, None]
+            correction = normed * (scaled * normed).mean(dim=1, keepdim=True)
+            grad_x = (scaled - scaled.mean(dim=1, keepdim=True)).sub_(correction).mul_(rstd)
+        return grad_x, grad_weight, grad_bias, None
+
+
 class ChannelLayerNorm(nn.Module):
     """LayerNorm over the channels of a [B, C, T] tensor, separately at every time step (eps 1e-5, affine).
 
@@ -69,9 +97,7 @@ class ChannelLayerNorm(nn.Module):
         if self.fused if self.fused is not None else x.is_cuda:
             return F.layer_norm(x.transpose(1, 2), (self.num_channels,), self.weight, self.bias,
                                 self.eps).transpose(1, 2)
-        centred = x - x.mean(dim=1, keepdim=True)
-        scale = torch.rsqrt(centred.square().mean(dim=1, keepdim=True) + self.eps)
-        return torch.addcmul(self.bias[:, None], centred * scale, self.weight[:, None])
+        return _ChannelLayerNormFunction.apply(x, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:
         return f"{self.num_channels}, eps={self.eps}"
