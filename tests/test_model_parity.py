@@ -183,6 +183,26 @@ def test_model_matches_reference(meta_archs, preset, overrides, lengths):
             assert diffs[key] <= TOL, (key, diffs)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_model_matches_reference_on_cuda(meta_archs, monkeypatch):
+    """The GPU paths (fused LayerNorm, device-side masks and points) against the reference on the same GPU, with
+    TF32 off so that both compute in full float32."""
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    cfg, ref, ours = build_pair(meta_archs, "anet", ["dataset.max_seq_len=384"])
+    feats, mask, segments, labels = make_batch(cfg, [384, 250, 300])
+    ref, ours = ref.cuda(), ours.cuda()
+    feats, mask = feats.cuda(), mask.cuda()
+    segments, labels = [s.cuda() for s in segments], [lab.cuda() for lab in labels]
+    disable_drop_path(ref, ours)
+    for train in (True, False):
+        diffs, _ = compare(ref, ours, feats, mask, segments, labels, train=train, check_grads=train)
+        for key in ("cls_logits", "offsets", "cls_loss", "reg_loss", "final_loss"):
+            assert diffs[key] <= TOL, (key, diffs)
+        if train:
+            assert diffs["grad_rel"] < 1e-3, diffs
+
+
 def test_drop_path_draws_like_reference(meta_archs):
     """With drop-path on, the same seed drops the same samples in both models (same draw-to-decision rule)."""
     cfg, ref, ours = build_pair(meta_archs, "demo", seed=3)

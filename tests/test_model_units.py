@@ -247,14 +247,29 @@ def test_heads_in_one_pass_equal_heads_per_level(demo_model):
     with torch.no_grad():
         levels, masks = demo_model.neck(*demo_model.backbone(feats, mask[:, None]))
         joined = PyramidLayout.join(levels, masks, demo_model.head_gap)
-        cls_all = joined.to_levels(demo_model.cls_head(joined))[1]
-        reg_all = joined.to_levels(demo_model.reg_head(joined))[1]
+        cls_all = demo_model.cls_head(joined).transpose(1, 2)[:, joined.steps].split(joined.lengths, dim=1)
+        reg_all = demo_model.reg_head(joined).transpose(1, 2)[:, joined.steps].split(joined.lengths, dim=1)
         for level, (x, m) in enumerate(zip(levels, masks)):
             alone = PyramidLayout.join([x], [m], demo_model.head_gap)
             assert torch.allclose(demo_model.cls_head(alone).transpose(1, 2), cls_all[level], atol=1e-5)
             offsets = F.relu(demo_model.reg_head.regressor(demo_model.reg_head.trunk(alone), alone.mask)[0]
                              * demo_model.reg_head.scale[level])
             assert torch.allclose(offsets.transpose(1, 2), reg_all[level], atol=1e-5)
+            alone = PyramidLayout.join([x], [m], demo_model.head_gap, first_level=level)
+            assert torch.allclose(demo_model.reg_head(alone).transpose(1, 2), reg_all[level], atol=1e-5)
+        # and the model itself gives the same in training mode (joined) and evaluation mode (level by level)
+        out_eval = demo_model(feats, mask)
+        demo_model.train()
+        for module in demo_model.modules():
+            if isinstance(module, LayerScaleDropPath):
+                module.drop_prob, module.saved = 0.0, module.drop_prob
+        out_train = demo_model(feats, mask)
+        for module in demo_model.modules():
+            if isinstance(module, LayerScaleDropPath):
+                module.drop_prob = module.saved
+        assert torch.allclose(out_eval.all_cls_logits, out_train.all_cls_logits, atol=1e-5)
+        assert torch.allclose(out_eval.all_offsets, out_train.all_offsets, atol=1e-5)
+        assert torch.equal(out_eval.all_masks, out_train.all_masks)
 
 
 def test_classifier_prior_bias():

@@ -123,13 +123,26 @@ class ActionFormer(nn.Module):
                              f"stride of the coarsest pyramid level); `inference_length` gives a valid length")
         feats, masks = self.backbone(feats, mask[:, None, :])
         feats, masks = self.neck(feats, masks)
-        layout = PyramidLayout.join(feats, masks, self.head_gap)
-        all_cls, cls_levels = layout.to_levels(self.cls_head(layout))
-        all_offsets, offset_levels = layout.to_levels(self.reg_head(layout))
-        all_masks = layout.mask[:, 0].index_select(1, layout.steps)
-        points = pyramid_points(layout.lengths, self.level_strides, self.regression_range, device=all_cls.device)
-        return ModelOutput(cls_levels, offset_levels, list(all_masks.split(layout.lengths, dim=1)), points,
-                           all_cls, all_offsets, all_masks)
+        # The heads run on all levels in one pass when training (a few kernel launches instead of one per level;
+        # backward keeps the same activations either way), and level by level in evaluation, where only the
+        # current level's activations are alive at a time (lower peak memory on long videos).
+        if self.training:
+            groups = [(0, feats, masks)]
+        else:
+            groups = [(level, [x], [m]) for level, (x, m) in enumerate(zip(feats, masks))]
+        all_cls, all_offsets, all_masks = [], [], []
+        for first_level, group_feats, group_masks in groups:
+            layout = PyramidLayout.join(group_feats, group_masks, self.head_gap, first_level)
+            all_cls.append(layout.gather_steps(self.cls_head(layout)))
+            all_offsets.append(layout.gather_steps(self.reg_head(layout)))
+            all_masks.append(layout.gather_steps(layout.mask))
+        all_cls, all_offsets, all_masks = (torch.cat(x, dim=1) if len(x) > 1 else x[0]
+                                           for x in (all_cls, all_offsets, all_masks))
+        lengths = [x.shape[-1] for x in feats]
+        points = pyramid_points(lengths, self.level_strides, self.regression_range, device=all_cls.device)
+        return ModelOutput(list(all_cls.split(lengths, dim=1)), list(all_offsets.split(lengths, dim=1)),
+                           list(all_masks[..., 0].split(lengths, dim=1)), points, all_cls, all_offsets,
+                           all_masks[..., 0])
 
     # ------------------------------------------------------------------------------------------------------------
     # training

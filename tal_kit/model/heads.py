@@ -36,7 +36,9 @@ class PyramidLayout:
     lengths: list[int]
 
     @classmethod
-    def join(cls, feats: Sequence[Tensor], masks: Sequence[Tensor], gap: int) -> "PyramidLayout":
+    def join(cls, feats: Sequence[Tensor], masks: Sequence[Tensor], gap: int,
+             first_level: int = 0) -> "PyramidLayout":
+        """Join consecutive pyramid levels, the first of them being level ``first_level``."""
         lengths = [x.shape[-1] for x in feats]
         device = feats[0].device
         if gap > 0 and len(feats) > 1:
@@ -46,7 +48,7 @@ class PyramidLayout:
             mask = torch.cat([t for m in masks for t in (m, no_mask)][:-1], dim=-1)
         else:
             x, mask = torch.cat(list(feats), dim=-1), torch.cat(list(masks), dim=-1)
-        level = torch.cat([torch.full((n + gap,), i, dtype=torch.long, device=device)
+        level = torch.cat([torch.full((n + gap,), first_level + i, dtype=torch.long, device=device)
                            for i, n in enumerate(lengths)])[:x.shape[-1]]
         starts = [sum(lengths[:i]) + gap * i for i in range(len(lengths))]
         steps = torch.cat([torch.arange(s, s + n, device=device) for s, n in zip(starts, lengths)])
@@ -54,10 +56,9 @@ class PyramidLayout:
         keep[steps] = True
         return cls(x, mask, keep.view(1, 1, -1), level, steps, lengths)
 
-    def to_levels(self, out: Tensor) -> tuple[Tensor, list[Tensor]]:
-        """[B, K, S] head output -> ([B, sum T_l, K] over all levels, per-level views [B, T_l, K])."""
-        flat = out.transpose(1, 2).index_select(1, self.steps)
-        return flat, list(flat.split(self.lengths, dim=1))
+    def gather_steps(self, out: Tensor) -> Tensor:
+        """[B, K, S] (head output, or the mask) -> [B, sum T_l, K]: the real steps, level after level."""
+        return out.transpose(1, 2).index_select(1, self.steps)
 
 
 class _ConvTrunk(nn.Module):
