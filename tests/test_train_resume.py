@@ -101,7 +101,7 @@ def build(run_dir: Path, seed: int = 7, config: dict | None = None, num_workers:
 
 def iteration_lines(run_dir: Path) -> list[dict]:
     lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in line.items() if k != "time_s"} for line in lines]
+    return [{k: v for k, v in line.items() if not k.endswith("time_s")} for line in lines]
 
 
 @pytest.mark.parametrize("num_workers", [0, 2])

@@ -163,7 +163,10 @@ class Trainer:
         epochs = range(self.epoch, last_epoch)
         for epoch in epochs:
             record = self.train_one_epoch(epoch)
+            started = time.perf_counter()
             record["eval"] = self._evaluate(epoch)
+            if record["eval"] is not None:
+                record["eval_time_s"] = time.perf_counter() - started
             self.epoch = epoch + 1
             self._save(epoch, record["eval"])
             if self.ctx.is_main:
