@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import functools
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -121,7 +122,8 @@ def build_trainer(cfg: Any, *, data_root: Any = None, run_dir: str | Path | None
 
     ctx = ctx or init_distributed("auto")
     if cfg.trainer.amp == "bf16" and ctx.device.type != "cuda":
-        raise ValueError("trainer.amp=bf16 needs a GPU (device cuda); on CPU use trainer.amp=none")
+        warnings.warn("trainer.amp=bf16 on the CPU: autocast works there, but it is meant for GPUs and rarely "
+                      "faster on a CPU", stacklevel=2)
     # One seed per process (rank 0 uses the config's seed as is); DDP copies rank 0's initial weights to the others.
     generator = seed_everything(cfg.init_rand_seed + ctx.rank, cfg.trainer.deterministic)
     train_set = TALDataset(cfg, data_root, split=cfg.train_split, is_training=True)

@@ -123,3 +123,4 @@ def test_cli_errors_are_clear(trained, tiny_demo, capsys):  # noqa: F811
     assert code == 2 and "opt.learning_rate: checkpoint 0.001, now 0.5" in err
     code = cli_train(["--config", "nonexistent_preset"])
     assert code == 2 and "unknown preset" in capsys.readouterr().err
+

@@ -59,6 +59,7 @@ class StandIn(nn.Module):
 
     def forward(self, feats, mask):
         x = self.conv(feats) * mask[:, None]
+        self.seen_dtype = x.dtype
         x = self.drop(torch.relu(self.norm(x.transpose(1, 2))))
         return (self.head(x).squeeze(-1) * mask).sum(1) / mask.sum(1)
 
@@ -185,3 +186,17 @@ def test_evaluation_does_not_change_training(tmp_path):
     for key, value in with_eval.model.state_dict().items():
         assert torch.equal(value, without_eval.model.state_dict()[key]), key
     assert without_eval.summary()["best"] is None and without_eval.summary()["history"] == []
+
+
+def test_bf16_autocast_wraps_the_forward_pass(tmp_path):
+    """trainer.amp=bf16 (meant for GPUs) runs the forward pass under bfloat16 autocast; the loss stays float32."""
+    trainer = build(tmp_path)
+    trainer.settings = LoopSettings(**{**trainer.settings.__dict__, "amp": "bf16", "epochs": 1})
+    trainer.evaluate_fn = None
+    trainer.fit()
+    assert trainer.model.seen_dtype == torch.bfloat16
+    lines = iteration_lines(tmp_path)
+    assert all(np.isfinite(line["final_loss"]) for line in lines)
+    with pytest.raises(ValueError, match="trainer.amp"):
+        Trainer(StandIn(), trainer.optimizer, trainer.scheduler, [], settings=LoopSettings(epochs=1, amp="fp8"),
+                run_dir=tmp_path, config_dict=CONFIG)
