@@ -2,7 +2,7 @@
 
 The reference is the PyPI ``actionformer==1.5.0`` (test/benchmark-only, fetched by tests/oracle.py). Both models are
 built from the same tal_kit preset and hold the same weights (the reference's, converted), and the script checks
-that they agree on the losses and logits before timing anything.
+that their losses agree on one batch before timing anything.
 
     .venv/bin/python benchmarks/model_speed.py [--preset thumos14] [--device auto|cpu|cuda] [--repeats N]
 
@@ -13,30 +13,29 @@ CPU time on a CPU (machines shared with other work make wall-clock meaningless t
   long video   inference on one video of --long-steps (12,000) steps: forward + per-level decoding (pre-NMS),
                each model padding the video its own way (upstream: to a multiple of max_div_factor)
   short video  the same on a --short-steps (600) video, which upstream pads to max_seq_len
-NMS is not included (same library call for both). Memory: on CUDA, the peak allocated during the step above what the
-model and its gradients hold; on the CPU, the growth of the resident set during one step of a fresh process holding
-only that model (sampled every 2 ms).
+NMS is not included (same library call for both). Memory: the peak of tensor memory allocated during the step above
+what was allocated before it (torch.cuda.max_memory_allocated on a GPU; the profiler's allocation events on a CPU).
+Then two device-independent measures: the activations autograd keeps for backward, and the number of operators
+a training step runs (about one kernel launch each on a GPU).
 """
 from __future__ import annotations
 
 import argparse
-import gc
-import multiprocessing as mp
-import resource
 import statistics
 import sys
-import threading
 import time
 import warnings
 from pathlib import Path
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from tal_kit.config import load_config  # noqa: E402
 from tal_kit.model import ActionFormer, load_actionformer_checkpoint  # noqa: E402
+from tal_kit.model.layers import ChannelLayerNorm  # noqa: E402
 from tests import oracle  # noqa: E402
 from tests.test_model_parity import reference_forward, reference_losses, reference_model  # noqa: E402
 
@@ -144,53 +143,55 @@ def cuda_peak(fn, device) -> float:
     return torch.cuda.max_memory_allocated(device) - base
 
 
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * resource.getpagesize()
+def cpu_peak(fn) -> float:
+    """Peak bytes of tensors allocated while fn runs on the CPU, above what was allocated before it: the
+    profiler's allocation and free events replayed in time order (the CPU analogue of max_memory_allocated)."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    changes = sorted((event.time_range.start, event.self_cpu_memory_usage) for event in prof.events()
+                     if event.self_cpu_memory_usage)
+    current = peak = 0
+    for _, change in changes:
+        current += change
+        peak = max(peak, current)
+    return float(peak)
 
 
-def _cpu_peak_worker(which: str, task: str, preset: str, steps: int, queue) -> None:
-    cfg, ref, ours = build_models(preset, torch.device("cpu"))
-    model = ref if which == "reference" else ours
-    del ref, ours
-    if task == "train":
-        model.train()
-        batch = train_batch(cfg, torch.device("cpu"))
-        fn = (lambda: ref_train_step(model, *batch)) if which == "reference" else \
-            (lambda: our_train_step(model, *batch))
-        for p in model.parameters():  # gradients exist in steady-state training; count them in the baseline
-            p.grad = torch.zeros_like(p)
-    else:
-        model.eval()
-        feats = video_input(cfg, steps)
-        fn = (lambda: ref_inference(model, feats)) if which == "reference" else (lambda: our_inference(model, feats))
-    gc.collect()
-    baseline = _rss_bytes()
-    peak = [baseline]
-    done = threading.Event()
+class _OpCounter(TorchDispatchMode):
+    """Counts the ATen operators that do work (views excluded): on a GPU, about one kernel launch each."""
 
-    def sample():  # torch releases the GIL inside its kernels, so this thread keeps sampling during the step
-        while not done.is_set():
-            peak[0] = max(peak[0], _rss_bytes())
-            time.sleep(0.002)
+    VIEWS = {"view", "_unsafe_view", "reshape", "transpose", "t", "permute", "expand", "unsqueeze", "squeeze",
+             "slice", "select", "as_strided", "unfold", "alias", "split", "split_with_sizes", "unbind", "detach",
+             "narrow", "lift_fresh", "view_as"}
 
-    sampler = threading.Thread(target=sample)
-    sampler.start()
-    fn()
-    done.set()
-    sampler.join()
-    queue.put(max(peak[0], _rss_bytes()) - baseline)
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.__name__.split(".")[0] not in self.VIEWS:
+            self.count += 1
+        return func(*args, **(kwargs or {}))
 
 
-def cpu_peak(which: str, task: str, preset: str, steps: int = 0) -> float:
-    """Growth of the resident set during one step, in a fresh process holding only that model."""
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_cpu_peak_worker, args=(which, task, preset, steps, queue))
-    proc.start()
-    result = queue.get()
-    proc.join()
-    return float(result)
+def count_ops(fn) -> int:
+    with _OpCounter() as counter:
+        fn()
+    return counter.count
+
+
+def saved_activation_bytes(fn) -> int:
+    """Bytes of the distinct storages autograd keeps for the backward pass of fn's forward."""
+    storages: dict[int, int] = {}
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        storages[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        fn()
+    return sum(storages.values())
 
 
 def main(argv=None) -> int:
@@ -256,26 +257,45 @@ def main(argv=None) -> int:
 
     print(f"\n{'':44s} {'reference':>10s} {'tal_kit':>10s} {'speed-up':>9s}   peak memory (reference / tal_kit)",
           flush=True)
+    peak_memory = (lambda fn: cuda_peak(fn, device)) if device.type == "cuda" else cpu_peak
     for label, times, task, steps in rows:
         memory = ""
         if not args.skip_memory:
-            if device.type == "cuda":
-                if task == "train":
-                    ref.train()
-                    ours.train()
-                    peaks = [cuda_peak(step(m, f), device) for m, f in ((ref, ref_train_step), (ours, our_train_step))]
-                else:
-                    ref.eval()
-                    ours.eval()
-                    feats = video_input(cfg, steps).to(device)
-                    peaks = [cuda_peak(lambda: ref_inference(ref, feats), device),
-                             cuda_peak(lambda: our_inference(ours, feats), device)]
+            if task == "train":
+                ref.train()
+                ours.train()
+                peaks = [peak_memory(step(ref, ref_train_step)), peak_memory(step(ours, our_train_step))]
             else:
-                peaks = [cpu_peak(which, task, args.preset, steps) for which in ("reference", "tal_kit")]
+                ref.eval()
+                ours.eval()
+                feats = video_input(cfg, steps).to(device)
+                peaks = [peak_memory(lambda: ref_inference(ref, feats)),
+                         peak_memory(lambda: our_inference(ours, feats))]
             memory = f"   {peaks[0] / 2**20:8.0f} MiB / {peaks[1] / 2**20:6.0f} MiB  ({peaks[1] / peaks[0]:.2f}x)"
         speedup = times["reference"] / times["tal_kit"]
         print(f"{label:44s} {times['reference'] * 1e3:8.1f}ms {times['tal_kit'] * 1e3:8.1f}ms {speedup:8.2f}x{memory}",
               flush=True)
+
+    # Two device-independent measures: what backward keeps, and how many operators run (kernel launches on a GPU,
+    # where a model this size at batch 2 is largely launch-bound)
+    ref.train()
+    ours.train()
+    saved = [saved_activation_bytes(lambda: reference_losses(ref, *reference_forward(ref, *batch[:2]), *batch[2:])),
+             saved_activation_bytes(lambda: ours.losses(ours(*batch[:2]), *batch[2:]))]
+    print(f"\nactivations kept for backward (train step): reference {saved[0] / 2**20:.0f} MiB, "
+          f"tal_kit {saved[1] / 2**20:.0f} MiB ({saved[1] / saved[0]:.2f}x)")
+    ops = [count_ops(step(ref, ref_train_step)), count_ops(step(ours, our_train_step))]
+    print(f"operators per train step (views excluded): reference {ops[0]}, tal_kit {ops[1]} ({ops[0] / ops[1]:.2f}x "
+          f"fewer)", end="")
+    if device.type != "cuda":  # what the GPU code path would launch: the fused LayerNorm
+        norms = [m for m in ours.modules() if isinstance(m, ChannelLayerNorm)]
+        for norm in norms:
+            norm.fused = True
+        gpu_path = count_ops(step(ours, our_train_step))
+        for norm in norms:
+            norm.fused = None
+        print(f"; with tal_kit's GPU LayerNorm path {gpu_path} ({ops[0] / gpu_path:.2f}x fewer)", end="")
+    print()
     return 0
 
 

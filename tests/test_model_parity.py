@@ -341,3 +341,19 @@ def test_parameter_counts(meta_archs, preset, expected):
     ours = sum(p.numel() for p in ActionFormer(cfg).parameters())
     assert ours == expected
     assert sum(p.numel() for p in reference_model(meta_archs, cfg).parameters()) == expected
+
+
+def test_speed_benchmark_runs(meta_archs, capsys):
+    """benchmarks/model_speed.py end to end on the small demo preset (a smoke run: no timing is asserted)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "model_speed.py"
+    spec = importlib.util.spec_from_file_location("model_speed", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--preset", "demo", "--device", "cpu", "--repeats", "1", "--long-steps", "700",
+                        "--short-steps", "100"]) == 0
+    out = capsys.readouterr().out
+    assert "check: max loss difference" in out and "short video (100 steps; padded 512 vs 160)" in out
+    assert "activations kept for backward" in out and "operators per train step" in out
