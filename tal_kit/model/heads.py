@@ -1,10 +1,11 @@
 """Classification and regression heads, shared across pyramid levels (SPEC §D.4).
 
 Each head is a small conv net: (head_num_layers - 1) x [kernel-k MaskedConv1d -> LayerNorm -> ReLU], then a
-kernel-k conv to K class logits or to 2 offsets. Because the weights are shared across levels, all levels are run
-in one pass: they are laid end to end with k//2 zero steps between them (`PyramidLayout`), which is what a
+kernel-k conv to K class logits or to 2 offsets. Because the weights are shared across levels, several levels can
+run in one pass: they are laid end to end with k//2 zero steps between them (`PyramidLayout`), which is what a
 convolution sees past the end of each level on its own, so the result is the per-level result, with one kernel
-launch per layer instead of one per layer and level.
+launch per layer instead of one per layer and level. (The model does this in training; in evaluation it runs the
+levels one at a time, to keep peak memory low on long videos.)
 """
 from __future__ import annotations
 
