@@ -17,8 +17,10 @@ demo: $(STAMP)
 	$(PY) -m tal_kit reproduce --config demo
 
 ## Run the test suite (fetches the test-only oracle and a headless browser when they can be had).
+# One OpenMP thread per process: the suite runs several processes at once (pytest, notebook kernels, gloo ranks),
+# and on a small machine competing OpenMP pools spin-wait and run 10-20x slower.
 test: $(STAMP) test-setup
-	$(PY) -m pytest
+	OMP_NUM_THREADS=1 $(PY) -m pytest
 
 test-setup: $(STAMP)
 	@$(PY) -m tests.oracle --fetch || echo "oracle package unavailable: parity tests will skip"
