@@ -241,12 +241,13 @@ def cli_train(argv: list[str]) -> int:
                         help="epoch whose detections/metrics are written: last (default) or best")
     parser.add_argument("--seed", type=int, default=None, help="replace init_rand_seed")
     parser.add_argument("--stop-after", type=int, default=None, help="train at most this many epochs now")
+    parser.add_argument("--figures-dir", help="where the training curves go (default figures/<preset>)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     try:
         result = train(args.config, args.overrides, data_root=args.data_root, run_dir=args.run_dir,
                        device=args.device, resume=args.resume, report=args.report, stop_after=args.stop_after,
-                       seed=args.seed, progress=not args.no_progress)
+                       seed=args.seed, progress=not args.no_progress, figures_dir=args.figures_dir)
     except (ConfigError, CheckpointError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
