@@ -21,7 +21,7 @@ def torchrun_train(data_root: Path, run_dir: Path, *extra: str) -> subprocess.Co
     overrides = [arg for o in TINY_OVERRIDES for arg in ("--set", o)]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "tal_kit",
            "train", "--config", "demo", "--data-root", str(data_root), "--run-dir", str(run_dir), "--device", "cpu",
-           "--no-progress", *overrides, *extra]
+           "--figures-dir", str(run_dir / "figures"), "--no-progress", *overrides, *extra]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO_ROOT))
     done = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, f"torchrun failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}"
