@@ -342,7 +342,8 @@ def cli_infer(argv: list[str]) -> int:
             args.ckpt, config=args.config, overrides=args.overrides, data_root=args.data_root,
             split=[s.strip() for s in args.split.split(",")] if args.split else None, device=args.device,
             use_ema=not args.raw, out=out, metrics_out=args.metrics or out.with_name("metrics.json"),
-            candidates_out=args.candidates, progress=not args.no_progress)
+            candidates_out=args.candidates, progress=not args.no_progress,
+            which=Path(args.ckpt).stem if Path(args.ckpt).stem in ("last", "best") else None)
     except (CheckpointError, ValueError, FileNotFoundError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
