@@ -216,7 +216,8 @@ def reproduce(config: str, data_root: Optional[str] = None, run_dir: Optional[st
     cfg = load_config(config, overrides)  # fail fast on a bad config, before any notebook starts
     name = cfg.name
     root = Path(data_root) if data_root else default_data_root(cfg)
-    out_dir = Path(run_dir) if run_dir else REPO_ROOT / "runs" / name
+    # a smoke run gets its own folder: notebook 04 resumes, and must not resume a full run with quick settings
+    out_dir = Path(run_dir) if run_dir else REPO_ROOT / "runs" / (f"{name}-quick" if quick else name)
     if name == "demo" and not data_root:
         ensure_demo_data(root, log)
     all_overrides = (QUICK_OVERRIDES if quick and name != "demo" else []) + list(overrides or [])
@@ -263,7 +264,7 @@ def cli_reproduce(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="tal-kit reproduce", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", required=True, help="preset name or YAML path")
     parser.add_argument("--data-root", help="data folder (default data/<config>; the demo is generated there)")
-    parser.add_argument("--run-dir", help="output folder (default runs/<config>)")
+    parser.add_argument("--run-dir", help="output folder (default runs/<config>, runs/<config>-quick with --quick)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 epoch (+1 warmup), smaller plots")
     parser.add_argument("--seeds", type=int, default=1, help="train and evaluate with N seeds, report mean +- std")
     parser.add_argument("--force", action="store_true", help="re-run notebooks whose executed copies are complete")

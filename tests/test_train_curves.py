@@ -60,3 +60,12 @@ def test_live_plot_is_silent_outside_notebooks():
     plot.on_epoch_end({"step": 1, "eval": {"average_mAP": 0.25}})
     fig = plot.figure()  # still drawable on demand
     assert list(fig.axes[0].lines[0].get_ydata()) == [1.0]
+
+
+def test_smoke_run_edge_cases():
+    # a run shorter than the logging interval has no logged losses; a too-large batch has no iterations at all
+    assert ema_illustration([], decays=(0.9,))[0.9].shape == (0,)
+    from tal_kit.config import load_config
+
+    with pytest.raises(ValueError, match="batch_size exceeds the number of training videos"):
+        plot_lr_schedule(load_config("demo").opt, 0)

@@ -73,6 +73,9 @@ def plot_lr_schedule(opt_cfg: Any, iters_per_epoch: int, *, save_to: str | Path 
     """The lr of every iteration for ``cfg.opt``, with the warmup region shaded and lr(0) = 0 marked."""
     import matplotlib.pyplot as plt
 
+    if iters_per_epoch <= 0:
+        raise ValueError("no training iterations per epoch: loader.batch_size exceeds the number of training videos "
+                         "(the last incomplete batch is dropped, as in the recipe)")
     warmup_epochs = opt_cfg.warmup_epochs if opt_cfg.warmup else 0
     warmup, total = warmup_epochs * iters_per_epoch, (opt_cfg.epochs + warmup_epochs) * iters_per_epoch
     steps = np.arange(total)
@@ -101,6 +104,9 @@ def ema_illustration(values: Sequence[float], decays: Sequence[float] = (0.9, 0.
     out = {}
     for decay in decays:
         ema = np.empty_like(values)
+        if len(values) == 0:
+            out[decay] = ema
+            continue
         ema[0] = values[0]
         for k in range(1, len(values)):
             ema[k] = decay * ema[k - 1] + (1.0 - decay) * values[k]
@@ -121,7 +127,10 @@ def plot_ema_of_losses(run_dir: str | Path, decays: Sequence[float] = (0.9, 0.99
     for i, (decay, smooth) in enumerate(ema_illustration(losses, decays).items()):
         ax.plot(steps, smooth, color=f"C{i}", label=f"EMA, decay {decay:g} (~{1 / (1 - decay):.0f} values)")
     ax.set(xlabel="iteration", ylabel="final loss", title="exponential moving average of a noisy sequence")
-    ax.legend(fontsize=8)
+    if losses:
+        ax.legend(fontsize=8)
+    else:  # a smoke run can end before the first logged iteration
+        ax.text(0.5, 0.5, "no iteration logged in this run", ha="center", va="center", transform=ax.transAxes)
     fig.tight_layout()
     return _save(fig, save_to, close)
 
