@@ -26,7 +26,7 @@ def test_dry_run_all_notebooks(preset, tmp_path, request):
     data_root = tmp_path / "data"
     info = make_dryrun_data(preset, data_root, annotation_file, videos_per_split=2)
     run_dir = tmp_path / "run"
-    results = reproduce(preset, data_root=str(data_root), run_dir=str(run_dir), quick=True, device="cpu",
+    results = reproduce(preset, data_root=str(data_root), run_dir=str(run_dir), quick=True, device="auto",
                         overrides=DRY_RUN_OVERRIDES, log=lambda *_: None)
 
     executed = sorted(p.name for p in run_dir.glob("[0-9][0-9]_*.ipynb"))
