@@ -77,36 +77,45 @@ def test_annotation_statistics_are_thumos_like():
 
 def test_features_carry_class_structure_with_noise(small_demo):
     """A nearest-centroid classifier on the mean feature inside each instance (centroids from the train videos)
-    must beat chance by far on the test videos; inside/outside contrast must be visible but noisy."""
+    must beat chance by far on the test videos; a single actionness direction (from the train videos) must tell
+    feature steps inside actions from background steps on the test videos, but not cleanly."""
     root, _ = small_demo
     db = load_annotations(root / "annotations.json")
 
     def instance_means(subset):
-        xs, ys, contrast = [], [], []
+        xs, ys, inside_steps, background_steps = [], [], [], []
         for video in db.select([subset]):
             feats = np.load(root / "features" / f"{video.video_id}.npy")
+            feats = feats - feats.mean(0)  # remove the per-video scene offset
             centre = (np.arange(len(feats)) * 4 + 8) / video.fps  # clip centres (s)
-            background = np.ones(len(feats), bool)
+            inside_any = np.zeros(len(feats), bool)
+            near_any = np.zeros(len(feats), bool)
             for (s, e), label in zip(video.segments, video.labels):
                 inside = (centre > s + 0.3) & (centre < e - 0.3)
-                background &= ~((centre > s - 1) & (centre < e + 1))
+                inside_any |= inside
+                near_any |= (centre > s - 1) & (centre < e + 1)
                 if inside.sum() >= 2:
-                    xs.append(feats[inside].mean(0) - feats.mean(0))
+                    xs.append(feats[inside].mean(0))
                     ys.append(label)
-            if background.sum() > 10:
-                contrast.append(feats[~background].std(0).mean() / feats[background].std(0).mean())
-        return np.array(xs), np.array(ys), np.array(contrast)
+            inside_steps.append(feats[inside_any])
+            background_steps.append(feats[~near_any])
+        return np.array(xs), np.array(ys), np.concatenate(inside_steps), np.concatenate(background_steps)
 
-    x_train, y_train, _ = instance_means("validation")
-    x_test, y_test, contrast = instance_means("test")
+    x_train, y_train, inside_train, background_train = instance_means("validation")
+    x_test, y_test, inside_test, background_test = instance_means("test")
     classes = np.unique(y_train)
     centroids = np.stack([x_train[y_train == c].mean(0) for c in classes])
     predicted = classes[np.argmin(((x_test[:, None] - centroids[None]) ** 2).sum(-1), axis=1)]
     accuracy = (predicted == y_test).mean()
     assert accuracy > 0.4  # chance is 1/20
-    assert np.median(contrast) > 1.02  # actions change the features ...
+    # actionness: project each test step on (mean inside - mean background) of the train videos; the AUC is the
+    # chance that a random inside step scores above a random background step
+    direction = inside_train.mean(0) - background_train.mean(0)
+    inside_score, background_score = inside_test @ direction, background_test @ direction
+    auc = (inside_score[:, None] > background_score[None, :]).mean()
+    assert 0.75 < auc < 0.95  # actions change the features, but no single step is clean
     single_step_noise = np.load(root / "features" / "video_test_0000001.npy").std(0).mean()
-    assert single_step_noise > 0.5  # ... but no single step is clean
+    assert single_step_noise > 0.5
 
 
 def test_render_on_another_grid():
