@@ -43,8 +43,15 @@ class RunOutputs:
         raise KeyError(f"video {video_id!r} is not in the evaluated split")
 
     def busiest_videos(self, count: int) -> list[str]:
-        """The ``count`` videos with the most ground-truth segments (ties: split order): good first looks."""
-        ranked = sorted(range(len(self.ground_truth)), key=lambda i: (-self.ground_truth[i].num_segments, i))
+        """The ``count`` videos with the most ground-truth segments (ties: split order) among those the model
+        produced outputs for (a run may cover only part of the split, e.g. when videos without features are
+        skipped): good first looks."""
+        if self.candidates is not None:
+            covered = set(self.candidates)
+        else:
+            covered = set(self.detections.videos()) if len(self.detections) else set()
+        indices = [i for i, r in enumerate(self.ground_truth) if r.video_id in covered] or range(len(self.ground_truth))
+        ranked = sorted(indices, key=lambda i: (-self.ground_truth[i].num_segments, i))
         return [self.ground_truth[i].video_id for i in ranked[:count]]
 
 
