@@ -1,55 +1,13 @@
-"""Notebooks 01 and 02: committed clean with a proper papermill parameters cell, and they execute end to end on a
-small demo dataset (and 02 on the real THUMOS-14 annotations when ../shared/data is present)."""
+"""Notebooks 01 and 02 execute end to end on a small demo dataset (and 02 on the real THUMOS-14 annotations when
+../shared/data is present)."""
 from __future__ import annotations
 
-import ast
-from pathlib import Path
-
-import nbformat
 import pytest
 
 from tal_kit.data.demo import DemoSpec, generate_demo_dataset
+from tests.notebooks import REPO, output_text as _text, run_notebook as _run
 
-REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = [REPO / "notebooks" / "01_features.ipynb", REPO / "notebooks" / "02_dataset_inspection.ipynb"]
-SHARED_PARAMETERS = {"config", "data_root", "run_dir", "device", "quick", "overrides"}
-
-
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_committed_clean_with_parameters_cell(path):
-    nb = nbformat.read(str(path), as_version=4)
-    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
-    params = nb.cells[1]
-    assert params.cell_type == "code" and "parameters" in params.metadata.get("tags", [])
-    names = set()
-    for node, line in zip(ast.parse(params.source).body, params.source.splitlines()):
-        # literals only, each typed and commented
-        assert isinstance(node, ast.AnnAssign), line
-        ast.literal_eval(node.value)  # raises on anything but a literal
-        assert "#" in line, f"parameter without a comment: {line}"
-        names.add(node.target.id)
-    assert SHARED_PARAMETERS <= names
-    papermill = pytest.importorskip("papermill")
-    assert set(papermill.inspect_notebook(str(path))) == names  # papermill parses every line (and documents it)
-    for cell in nb.cells:
-        if cell.cell_type == "code":
-            assert cell.outputs == [] and cell.execution_count is None, "outputs must be stripped before commit"
-
-
-def _run(notebook: Path, out: Path, **parameters) -> nbformat.NotebookNode:
-    papermill = pytest.importorskip("papermill")
-    papermill.execute_notebook(str(notebook), str(out), parameters=parameters, kernel_name="python3",
-                               progress_bar=False, cwd=str(REPO))
-    return nbformat.read(str(out), as_version=4)
-
-
-def _text(nb) -> str:
-    parts = []
-    for cell in nb.cells:
-        for output in cell.get("outputs", []):
-            parts.append(output.get("text", ""))
-            parts.append(output.get("data", {}).get("text/markdown", ""))
-    return "\n".join(parts)
 
 
 @pytest.fixture(scope="module")

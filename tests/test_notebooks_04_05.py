@@ -1,55 +1,15 @@
-"""Notebooks 04 (training) and 05 (evaluation): committed clean with a proper papermill parameters cell, and they
-execute end to end in quick mode on the tiny demo, 05 reading what 04 trained."""
+"""Notebooks 04 (training) and 05 (evaluation) execute end to end in quick mode on the tiny demo, 05 reading what
+04 trained."""
 from __future__ import annotations
 
-import ast
 import json
-from pathlib import Path
 
-import nbformat
 import pytest
 
+from tests.notebooks import REPO, output_text as _text, run_notebook as _run
 from tests.tiny_demo import TINY_OVERRIDES, tiny_demo  # noqa: F401  (fixture)
 
-REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = [REPO / "notebooks" / "04_training.ipynb", REPO / "notebooks" / "05_evaluation.ipynb"]
-SHARED_PARAMETERS = {"config", "data_root", "run_dir", "device", "quick", "overrides", "seed", "figure_dir"}
-
-
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_committed_clean_with_parameters_cell(path):
-    nb = nbformat.read(str(path), as_version=4)
-    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
-    params = nb.cells[1]
-    assert params.cell_type == "code" and "parameters" in params.metadata.get("tags", [])
-    names = set()
-    for node, line in zip(ast.parse(params.source).body, params.source.splitlines()):
-        assert isinstance(node, ast.AnnAssign), line  # typed
-        ast.literal_eval(node.value)  # literals only
-        assert "  # " in line, f"parameter without a comment: {line}"
-        names.add(node.target.id)
-    assert SHARED_PARAMETERS <= names
-    papermill = pytest.importorskip("papermill")
-    assert set(papermill.inspect_notebook(str(path))) == names
-    for cell in nb.cells:
-        if cell.cell_type == "code":
-            assert cell.outputs == [] and cell.execution_count is None, "outputs must be stripped before commit"
-
-
-def _run(notebook: Path, out: Path, **parameters) -> nbformat.NotebookNode:
-    papermill = pytest.importorskip("papermill")
-    papermill.execute_notebook(str(notebook), str(out), parameters=parameters, kernel_name="python3",
-                               progress_bar=False, cwd=str(REPO))
-    return nbformat.read(str(out), as_version=4)
-
-
-def _text(nb) -> str:
-    parts = []
-    for cell in nb.cells:
-        for output in cell.get("outputs", []):
-            parts.append(output.get("text", ""))
-            parts.append(output.get("data", {}).get("text/markdown", ""))
-    return "\n".join(parts)
 
 
 @pytest.mark.slow
