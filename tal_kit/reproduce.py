@@ -84,15 +84,25 @@ def is_complete(run: NotebookRun) -> bool:
     return all(c.get("execution_count") is not None for c in code_cells)
 
 
-def execute(run: NotebookRun, kernel_name: Optional[str] = None, progress_bar: bool = True) -> None:
-    """Execute one notebook with papermill; on error raise NotebookFailed naming the notebook and the cell."""
+def execute(run: NotebookRun, kernel_name: Optional[str] = None, progress_bar: bool = True,
+            cell_timeout: Optional[int] = None) -> None:
+    """Execute one notebook with papermill; on error raise NotebookFailed naming the notebook and the cell.
+
+    ``cell_timeout`` (seconds per cell, None = no limit) turns a hung kernel into a NotebookFailed instead of a
+    run that never ends.
+    """
     import papermill
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
     from papermill.exceptions import PapermillExecutionError
 
     run.output.parent.mkdir(parents=True, exist_ok=True)
     try:
         papermill.execute_notebook(str(run.source), str(run.output), parameters=run.parameters,
-                                   kernel_name=kernel_name, progress_bar=progress_bar, cwd=str(REPO_ROOT))
+                                   kernel_name=kernel_name, progress_bar=progress_bar, cwd=str(REPO_ROOT),
+                                   execution_timeout=cell_timeout)
+    except (CellTimeoutError, DeadKernelError) as err:
+        raise NotebookFailed(f"{run.source.name}: {type(err).__name__}: {str(err).strip().splitlines()[0]}\n"
+                             f"  the partly executed copy is {run.output}") from err
     except PapermillExecutionError as err:
         raise NotebookFailed(
             f"{run.source.name} failed in cell {err.cell_index} (execution count {err.exec_count}): "
@@ -211,7 +221,8 @@ def _atomic_write(path: Path, text: str) -> None:
 
 def reproduce(config: str, data_root: Optional[str] = None, run_dir: Optional[str] = None, quick: bool = False,
               seeds: int = 1, force: bool = False, device: str = "auto", overrides: Optional[list[str]] = None,
-              kernel_name: Optional[str] = None, notebook_dir: Path = NOTEBOOK_DIR, log=print) -> dict[str, Any]:
+              kernel_name: Optional[str] = None, notebook_dir: Path = NOTEBOOK_DIR, cell_timeout: Optional[int] = None,
+              log=print) -> dict[str, Any]:
     """Run notebooks 01-06 for ``config`` and return the collected results (also written to the run dir)."""
     cfg = load_config(config, overrides)  # fail fast on a bad config, before any notebook starts
     name = cfg.name
@@ -234,7 +245,7 @@ def reproduce(config: str, data_root: Optional[str] = None, run_dir: Optional[st
             continue
         t0 = time.time()
         log(f"{label}: running -> {run.output}")
-        execute(run, kernel_name=kernel_name, progress_bar=sys.stderr.isatty())
+        execute(run, kernel_name=kernel_name, progress_bar=sys.stderr.isatty(), cell_timeout=cell_timeout)
         upstream_rerun = True
         log(f"{label}: done in {time.time() - t0:.0f} s")
 
@@ -271,12 +282,14 @@ def cli_reproduce(argv: list[str]) -> int:
     parser.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda', 'cuda:1', ...")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="config override passed to every notebook (repeatable)")
+    parser.add_argument("--cell-timeout", type=int, default=None, metavar="SECONDS",
+                        help="fail a notebook whose cell runs longer than this (default: no limit)")
     args = parser.parse_args(argv)
     if args.seeds < 1:
         parser.error("--seeds must be at least 1")
     try:
         reproduce(args.config, args.data_root, args.run_dir, args.quick, args.seeds, args.force, args.device,
-                  args.overrides)
+                  args.overrides, cell_timeout=args.cell_timeout)
     except (ConfigError, NotebookFailed, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

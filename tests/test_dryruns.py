@@ -9,10 +9,11 @@ import pytest
 
 from tal_kit.config import load_config
 from tal_kit.dryrun import DRY_RUN_OVERRIDES, make_dryrun_data
-from tal_kit.reproduce import list_notebooks, reproduce
+from tal_kit.reproduce import NotebookFailed, list_notebooks, reproduce
 
 pytestmark = pytest.mark.slow
 
+CELL_TIMEOUT = 300  # seconds; the slowest dry-run cell takes ~1 minute on 2 cores
 REAL_ANNOTATIONS = {"thumos14": "thumos14/thumos14.json", "anet": "anet/anet1.3_trainval_gt.json"}
 
 
@@ -26,8 +27,16 @@ def test_dry_run_all_notebooks(preset, tmp_path, request):
     data_root = tmp_path / "data"
     info = make_dryrun_data(preset, data_root, annotation_file, videos_per_split=2)
     run_dir = tmp_path / "run"
-    results = reproduce(preset, data_root=str(data_root), run_dir=str(run_dir), quick=True, device="auto",
-                        overrides=DRY_RUN_OVERRIDES, log=lambda *_: None)
+    run = dict(data_root=str(data_root), run_dir=str(run_dir), quick=True, device="auto",
+               overrides=DRY_RUN_OVERRIDES, cell_timeout=CELL_TIMEOUT, log=lambda *_: None)
+    try:
+        results = reproduce(preset, **run)
+    except NotebookFailed as err:
+        # A kernel that hangs (seen once in ~20 runs: idle kernel, nbclient waiting on a reply) is retried once;
+        # the runner skips the notebooks that completed, so only the hung one runs again. Real errors fail twice.
+        if "CellTimeoutError" not in str(err) and "DeadKernelError" not in str(err):
+            raise
+        results = reproduce(preset, **run)
 
     executed = sorted(p.name for p in run_dir.glob("[0-9][0-9]_*.ipynb"))
     assert executed == [p.name for p in list_notebooks()]

@@ -107,3 +107,12 @@ def test_published_row_for_real_presets():
 def test_cli_reports_bad_config(capsys):
     assert rp.cli_reproduce(["--config", "no_such_preset"]) == 1
     assert "unknown preset" in capsys.readouterr().err
+
+
+def test_a_hung_cell_fails_with_a_timeout_instead_of_running_forever(tmp_path):
+    nb_dir = tmp_path / "notebooks"
+    nb_dir.mkdir()
+    _notebook(nb_dir / "03_slow.ipynb", 'config: str = "demo"\nquick: bool = False\n', "import time; time.sleep(60)")
+    with pytest.raises(rp.NotebookFailed, match=r"03_slow.ipynb: CellTimeoutError"):
+        rp.reproduce("demo", data_root=str(tmp_path), run_dir=str(tmp_path / "run"), notebook_dir=nb_dir,
+                     cell_timeout=3, log=lambda *_: None)
