@@ -44,6 +44,7 @@ class Explorer:
         self.tracks = tracks
         self.max_detections = max_detections
         self.figure = None
+        self._drawn = False
         self._nms_cache: dict[tuple, VideoDetections] = {}
         defaults = nms_settings(test_cfg)
         self._fixed_settings = {k: v for k, v in defaults.items()
@@ -169,8 +170,12 @@ class Explorer:
         if get_ipython() is None:  # a plain script: nothing to draw into (the figure is in self.figure)
             return
         with self.output:
-            clear_output(wait=True)
+            # The first draw clears nothing: headless runs (papermill/nbclient) only ever make this draw, and a
+            # captured clear_output(wait=True) there could leave nbclient waiting forever on an idle kernel.
+            if self._drawn:
+                clear_output(wait=True)
             display(fig)
+        self._drawn = True
 
     def _on_change(self, change: dict) -> None:
         self._sync_enabled()
