@@ -121,7 +121,8 @@ def plan_runs(config: str, data_root: Path, run_dir: Path, seeds: list[Optional[
             # Notebook 06 looks at the first seed's detections.
             nb_run_dir = target_dir if per_seed or len(seeds) == 1 else run_dir / f"seed_{seeds[0]}"
             values = {"config": config, "data_root": str(data_root), "run_dir": str(nb_run_dir), "device": device,
-                      "quick": quick, "overrides": list(overrides), "seed": -1 if seed is None else seed}
+                      "quick": quick, "overrides": list(overrides), "seed": -1 if seed is None else seed,
+                      "interactive": False}  # headless: no frontend to drive widgets
             params = {k: v for k, v in values.items() if k in declared}
             runs.append(NotebookRun(notebook, target_dir / notebook.name, params))
     return runs
