@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import warnings
 from collections import Counter
 from dataclasses import dataclass
@@ -227,15 +225,6 @@ def _finite(value: Any, where: str) -> float:
 
 def write_json_atomic(path: str | Path, payload: Any, **dump_kwargs: Any) -> Path:
     """Write JSON to a temporary file next to ``path`` and rename it into place (no half-written files)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf8") as f:
-            json.dump(payload, f, **dump_kwargs)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; results are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    from tal_kit import atomic
+
+    return atomic.write_json_atomic(path, payload, indent=dump_kwargs.pop("indent", None), **dump_kwargs)
