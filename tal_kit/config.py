@@ -528,6 +528,23 @@ def default_data_root(cfg: Config) -> Path:
     return REPO_ROOT / "data" / cfg.name
 
 
+def default_run_dir(cfg: Config) -> Path:
+    """A preset's run folder unless told otherwise: runs/<preset name> in the repository."""
+    return REPO_ROOT / "runs" / cfg.name
+
+
+def figures_dir_for(cfg: Config, run_dir: Optional[Union[str, Path]] = None,
+                    figure_dir: Optional[Union[str, Path]] = None) -> Path:
+    """Where a run's figures go: ``figure_dir`` when given; for the preset's default run (runs/<preset>, or no
+    run folder named) the repository's figures/<preset>; for any other run folder (a quick run, a seed, a run
+    elsewhere) ``<run_dir>/figures``, so that such a run never overwrites the full run's figures."""
+    if figure_dir:
+        return Path(figure_dir)
+    if not run_dir or Path(run_dir).resolve() == default_run_dir(cfg).resolve():
+        return REPO_ROOT / "figures" / cfg.name
+    return Path(run_dir) / "figures"
+
+
 def resolve_path(cfg: Config, data_root: Optional[Union[str, Path]], relative: Optional[str]) -> Optional[Path]:
     """A dataset path from the config, resolved against data_root (absolute paths are kept as they are)."""
     if relative is None:
