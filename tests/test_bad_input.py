@@ -1,0 +1,94 @@
+"""Bad input, tried as a demanding user would (issue 15 "silent or unclear", issue 14 item 7): each case gets one
+line naming the file/option and what to do, exit 2, and no traceback; what is accepted is said."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tal_kit.detections import Detections, DetectionsError
+from tal_kit.evaluate import cli_evaluate, parse_tiou_thresholds
+from tal_kit.evaluation.cli import parse_top_k
+from tests.test_evaluate import _write_small_files
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str, cwd: Path = REPO, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tal_kit", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=300, env={**os.environ, "PYTHONPATH": str(REPO), **env})
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> str:
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
+    assert "Traceback" not in proc.stderr, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, proc.stderr
+    for needle in needles:
+        assert needle in errors[0], (needle, errors[0])
+    return errors[0]
+
+
+# ---------------------------------------------------------------------------------------------------- results JSON
+def test_a_video_repeated_in_a_results_json_is_refused(tmp_path):
+    """json.load keeps the last copy of a repeated key: the first copy's detections vanished without a word."""
+    path = tmp_path / "pred.json"
+    path.write_text('{"results": {"a": [{"label": "Run", "score": 0.9, "segment": [0, 10]}],'
+                    ' "b": [], "a": [{"label": "Run", "score": 0.5, "segment": [20, 30]}]}}')
+    with pytest.raises(DetectionsError, match=r"pred\.json: video 'a' is listed 2 times under 'results'.*merge"):
+        Detections.from_results_json(path, ["Run"])
+
+
+def test_binary_or_folder_pred_names_the_file(tmp_path):
+    binary = tmp_path / "pred.npz"
+    binary.write_bytes(b"PK\x03\x04\xff\xfe\x00binary")
+    with pytest.raises(DetectionsError, match=r"pred\.npz: not a text JSON file"):
+        Detections.from_results_json(binary, ["Run"])
+    with pytest.raises(DetectionsError, match="is a folder"):
+        Detections.from_results_json(tmp_path, ["Run"])
+
+
+# ---------------------------------------------------------------------------------------------------- evaluate options
+@pytest.mark.parametrize("text", ["0.5,1.5", "-0.1", "0:0.5:0.1", "0.5:1.2:0.1", "nan"])
+def test_tiou_outside_0_1_is_refused(text):
+    with pytest.raises(ValueError, match=r"--tiou .*\(0, 1\]"):
+        parse_tiou_thresholds(text)
+
+
+@pytest.mark.parametrize("text", ["0,-1", "0", "x", "1,five", ""])
+def test_top_k_must_be_whole_numbers_from_1(text):
+    with pytest.raises(ValueError, match=r"--top-k"):
+        parse_top_k(text)
+    assert parse_top_k("1, 5,10") == [1, 5, 10]
+
+
+def test_cli_top_k_word_is_one_line(tmp_path):
+    gt, pred = _write_small_files(tmp_path)
+    assert_one_line_error(run_cli("evaluate", "--gt", gt, "--pred", pred, "--subset", "Test", "--top-k", "x"),
+                          "--top-k 'x'")
+
+
+def test_unknown_videos_and_negative_starts_are_counted_in_one_warning(tmp_path, capsys):
+    """Detections of a video outside the ground truth stay false positives (as officially, so the number is the
+    official one) and are reported once with counts and an example; so are segments that start before 0 s."""
+    gt, pred = _write_small_files(tmp_path)
+    data = json.loads(Path(pred).read_text())
+    data["results"]["zzz"] = [{"label": "Run", "score": 0.95, "segment": [0.0, 10.0]},
+                              {"label": "Run", "score": 0.94, "segment": [5.0, 10.0]}]
+    data["results"]["a"].append({"label": "Run", "score": 0.1, "segment": [-1.5, 0.5]})
+    (tmp_path / "odd.json").write_text(json.dumps(data))
+    assert cli_evaluate(["--gt", gt, "--pred", str(tmp_path / "odd.json"), "--subset", "Test", "--tiou", "0.5",
+                         "--json"]) == 0
+    captured = capsys.readouterr()
+    # ranked: FP FP TP TP FP FP -> precision at the two recalls (1/2, 1): 1/3 and 1/2, interpolated: 1/2 and 1/2
+    assert json.loads(captured.out)["mAP"] == [pytest.approx(0.5)]
+    warnings = [line for line in captured.err.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 1
+    assert "2 detection(s) of 1 video(s) not in the evaluated ground truth (e.g. 'zzz')" in warnings[0]
+    assert "1 detection(s) start before 0 s (e.g. video 'a', start -1.500 s)" in warnings[0]
+    assert cli_evaluate(["--gt", gt, "--pred", pred, "--subset", "Test", "--json"]) == 0
+    assert "warning" not in capsys.readouterr().err  # clean input: not a word
