@@ -76,13 +76,21 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb", encoding: str | None 
     remove_stale_temporaries(path.parent, path.name)
     fd, tmp_name = tempfile.mkstemp(prefix=temp_prefix(path.name), suffix=".tmp", dir=path.parent)
     os.chmod(tmp_name, 0o644)  # mkstemp creates 0600; results should be readable like any other file
+    handle = os.fdopen(fd, mode, encoding=encoding)
     try:
-        with os.fdopen(fd, mode, encoding=encoding) as handle:
-            yield handle
+        yield handle
+        try:
             handle.flush()
             os.fsync(handle.fileno())
+            handle.close()
+        except OSError as err:  # a full disk shows up here for small files: name the file it was meant for
+            raise OSError(err.errno, err.strerror, str(path)) from err
         os.replace(tmp_name, path)
     except BaseException:
+        try:
+            handle.close()  # (flushing what is left may fail again on a full disk: the first error is the one)
+        except OSError:
+            pass
         if os.path.exists(tmp_name):
             os.unlink(tmp_name)
         raise

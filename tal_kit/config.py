@@ -263,7 +263,12 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if "=" not in text:
         raise ConfigError(f"override '{text}' must look like section.key=value")
     key, raw = text.split("=", 1)
-    value = yaml.safe_load(raw) if raw.strip() else ""
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as err:
+        detail = str(getattr(err, "problem", None) or err).splitlines()[0]
+        raise ConfigError(f"override '{text}': the value is not valid YAML ({detail}); quote strings and write "
+                          f"lists as [a, b]") from None
     # YAML 1.1 reads "1e-4" as a string; accept plain float syntax too.
     if isinstance(value, str):
         try:
@@ -349,8 +354,22 @@ def _build(cls: type, data: dict[str, Any], source: str, section: str = "") -> A
     return cls(**kwargs)
 
 
-def load_config(name_or_path: Union[str, Path] = "demo", overrides: Optional[list[str]] = None) -> Config:
+def as_override_list(overrides: Union[None, str, list[str], tuple[str, ...]]) -> list[str]:
+    """Overrides as a list: a single string is one override (a notebook parameter given on the papermill command
+    line arrives as a string, which iterating would split into characters); "" and None are none."""
+    if overrides is None:
+        return []
+    if isinstance(overrides, str):
+        return [overrides] if overrides.strip() else []
+    if not isinstance(overrides, (list, tuple)) or not all(isinstance(o, str) for o in overrides):
+        raise ConfigError(f"overrides must be a list of 'section.key=value' strings, got {overrides!r}")
+    return list(overrides)
+
+
+def load_config(name_or_path: Union[str, Path] = "demo",
+                overrides: Union[None, str, list[str], tuple[str, ...]] = None) -> Config:
     """Load a preset (by name) or YAML file, apply ``section.key=value`` overrides, validate, and return a Config."""
+    overrides = as_override_list(overrides)
     path = _preset_path(name_or_path)
     data = _load_with_bases(path)
     data.setdefault("name", path.stem)

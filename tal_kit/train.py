@@ -49,9 +49,9 @@ def quick_overrides() -> list[str]:
 
 def resolve_config(config: Any, overrides: Sequence[str] = (), seed: int | None = None) -> Any:
     """A Config from a preset name/YAML path (+ overrides), or the Config itself; ``seed`` >= 0 replaces the seed."""
-    from tal_kit.config import Config, load_config
+    from tal_kit.config import Config, as_override_list, load_config
 
-    cfg = config if isinstance(config, Config) else load_config(config, list(overrides))
+    cfg = config if isinstance(config, Config) else load_config(config, as_override_list(overrides))
     if seed is not None and seed >= 0:
         cfg.init_rand_seed = int(seed)
     return cfg

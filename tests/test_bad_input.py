@@ -92,3 +92,109 @@ def test_unknown_videos_and_negative_starts_are_counted_in_one_warning(tmp_path,
     assert "1 detection(s) start before 0 s (e.g. video 'a', start -1.500 s)" in warnings[0]
     assert cli_evaluate(["--gt", gt, "--pred", pred, "--subset", "Test", "--json"]) == 0
     assert "warning" not in capsys.readouterr().err  # clean input: not a word
+
+
+# ---------------------------------------------------------------------------------------------------- CLI error lines
+def test_invalid_yaml_in_set_is_one_line():
+    line = assert_one_line_error(run_cli("config", "show", "demo", "--set", "opt.learning_rate=[1"),
+                                 "override 'opt.learning_rate=[1'", "not valid YAML")
+    assert len(line) < 300
+
+
+def test_info_help_prints_help_instead_of_running_info():
+    proc = run_cli("info", "--help")
+    assert proc.returncode == 0 and "usage: tal-kit info" in proc.stdout and "NMS backend:" not in proc.stdout
+
+
+def test_output_paths_that_cannot_be_written(tmp_path):
+    gt, pred = _write_small_files(tmp_path)
+    base = ["evaluate", "--gt", gt, "--pred", pred, "--subset", "Test", "--json"]
+    (tmp_path / "taken").mkdir()
+    assert_one_line_error(run_cli(*base, "--output", str(tmp_path / "taken")), str(tmp_path / "taken"),
+                          "is a folder where a file is expected")
+    assert_one_line_error(run_cli(*base, "--output", "/sys/tal_kit_test/m.json"), "/sys/tal_kit_test",
+                          "not permitted")
+    (tmp_path / "file").write_text("")
+    assert_one_line_error(run_cli(*base, "--output", str(tmp_path / "file" / "m.json")), "is a file where a folder", str(tmp_path / "file"))
+    assert_one_line_error(run_cli("evaluate", "--gt", gt, "--pred", str(tmp_path), "--subset", "Test"),
+                          str(tmp_path), "is a folder")
+
+
+def test_cuda_without_a_gpu_is_one_line(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible here")
+    assert_one_line_error(run_cli("train", "--config", "demo", "--device", "cuda", "--run-dir", str(tmp_path / "r"),
+                                  "--data-root", str(tmp_path)), "--device cuda", "no CUDA device", "use --device cpu")
+
+
+def test_second_training_into_a_locked_run_dir_names_the_holder(tmp_path, capsys):
+    from tal_kit.__main__ import main
+    from tal_kit.training.lock import RunLock
+
+    with RunLock(tmp_path / "run", command="train --config demo"):
+        code = main(["train", "--config", "demo", "--device", "cpu", "--run-dir", str(tmp_path / "run"),
+                     "--data-root", str(tmp_path), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and f"pid {os.getpid()}" in err and "in use by another training" in err
+
+
+def test_full_disk_during_a_checkpoint_says_disk_full(tmp_path, monkeypatch):
+    """torch reported ENOSPC as `unexpected pos 704 vs 598`; the CLI now says which file and that the disk is full.
+    /dev/full stands in for the full disk: every write to it fails with ENOSPC."""
+    import errno
+
+    from tal_kit import atomic
+    from tal_kit.__main__ import user_error_message
+    from tal_kit.training import save_checkpoint
+
+    real_fdopen = os.fdopen
+    monkeypatch.setattr(atomic.os, "fdopen", lambda fd, *a, **k: real_fdopen(os.open("/dev/full", os.O_WRONLY),
+                                                                             *a, **k))
+    state = {k: 0 for k in ("epoch", "global_step", "config", "model", "ema", "optimizer", "scheduler", "rng")}
+    state["model"] = {"w": __import__("torch").zeros(100_000)}
+    with pytest.raises(OSError) as caught:
+        save_checkpoint(tmp_path / "last.pt", state)
+    monkeypatch.undo()
+    assert caught.value.errno == errno.ENOSPC and caught.value.filename == str(tmp_path / "last.pt")
+    assert user_error_message(caught.value) == f"{tmp_path / 'last.pt'}: disk full (no space left on device): " \
+                                               "free some space or write somewhere else"
+    assert list(tmp_path.iterdir()) == []  # no temporary left behind
+    with pytest.raises(OSError, match="disk full|No space"):  # a small JSON fails at flush time: named as well
+        monkeypatch.setattr(atomic.os, "fdopen", lambda fd, *a, **k: real_fdopen(os.open("/dev/full", os.O_WRONLY),
+                                                                                 *a, **k))
+        atomic.write_json_atomic(tmp_path / "m.json", {"a": 1})
+    monkeypatch.undo()
+
+
+def test_nan_loss_stop_and_bugs(monkeypatch, capsys):
+    """The NaN-loss stop is one line, exit 2; an unexpected exception (a bug) keeps its traceback."""
+    import tal_kit.__main__ as cli
+
+    def nan_stop(argv):
+        raise FloatingPointError("epoch 3, step 120: the loss is nan (videos ['v1']); lower opt.learning_rate or "
+                                 "check these videos' features for NaN/inf")
+
+    monkeypatch.setitem(cli.SUBCOMMANDS, "nan", ("tests.test_bad_input", "nan_stop", ""))
+    monkeypatch.setattr(sys.modules[__name__], "nan_stop", nan_stop, raising=False)
+    assert cli.main(["nan"]) == 2
+    assert capsys.readouterr().err == ("error: epoch 3, step 120: the loss is nan (videos ['v1']); lower "
+                                       "opt.learning_rate or check these videos' features for NaN/inf\n")
+
+    def bug(argv):
+        raise KeyError("internal")
+
+    monkeypatch.setattr(sys.modules[__name__], "nan_stop", bug, raising=False)
+    with pytest.raises(KeyError):
+        cli.main(["nan"])
+
+
+def test_read_only_and_permission_messages():
+    import errno
+
+    from tal_kit.__main__ import describe_os_error
+
+    assert describe_os_error(OSError(errno.EROFS, "Read-only file system", "/mnt/ro/runs")) == \
+        "/mnt/ro/runs: read-only file system: choose a writable folder"
+    assert "permission denied" in describe_os_error(PermissionError(errno.EACCES, "Permission denied", "/x"))

@@ -225,3 +225,15 @@ def test_cli_config_show_rejects_what_train_would():
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "loader.batch_size must be >= 1, got 0" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_overrides_given_as_one_string_are_one_override():
+    """A notebook's `overrides` parameter set from the papermill command line arrives as a string: iterating it
+    gave one 'override' per character ('o', 'p', ...)."""
+    from tal_kit.train import resolve_config
+
+    assert load_config("demo", "opt.epochs=3").opt.epochs == 3
+    assert resolve_config("demo", "loader.batch_size=2").loader.batch_size == 2
+    assert load_config("demo", "").opt.epochs == load_config("demo").opt.epochs
+    with pytest.raises(ConfigError, match="overrides must be a list"):
+        load_config("demo", [3])

@@ -33,6 +33,10 @@ class DistContext:
         return self.world_size > 1
 
 
+class DeviceError(RuntimeError):
+    """The requested device does not exist here."""
+
+
 def resolve_device(device: str | torch.device = "auto", local_rank: int = 0) -> torch.device:
     """"auto" -> cuda:<local_rank> when a GPU is visible, else cpu; "cuda" -> cuda:<local_rank>; else as given."""
     device = str(device)
@@ -42,7 +46,8 @@ def resolve_device(device: str | torch.device = "auto", local_rank: int = 0) -> 
         device = f"cuda:{local_rank}"
     resolved = torch.device(device)
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device!r} was requested but no CUDA device is available (use device='cpu')")
+        raise DeviceError(f"--device {device}: no CUDA device is visible here; use --device cpu, or auto (a GPU "
+                          f"when there is one)")
     return resolved
 
 
