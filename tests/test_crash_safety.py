@@ -206,3 +206,21 @@ def test_stale_demo_folder_and_detections_temporaries(tmp_path):
     Detections.empty().to_results_json(tmp_path / "detections.json", ["a"])
     assert not stale_file.exists() and stale_dir.exists()  # a write cleans its own target's temporaries only
     assert remove_stale_temporaries(tmp_path, "demo") == [stale_dir]
+
+
+def test_kill_before_the_epoch_copy_is_linked_is_repaired(tmp_path, monkeypatch):
+    real_link = loop_module._link_or_copy
+
+    def link(source, target):
+        if target.name == "epoch_001.pt":
+            raise Killed
+        real_link(source, target)
+
+    trainer = build(tmp_path)
+    monkeypatch.setattr(loop_module, "_link_or_copy", link)
+    with pytest.raises(Killed):
+        trainer.fit()
+    monkeypatch.setattr(loop_module, "_link_or_copy", real_link)
+    assert not (tmp_path / "checkpoints" / "epoch_001.pt").exists()
+    build(tmp_path).resume()
+    assert load_checkpoint(tmp_path / "checkpoints" / "epoch_001.pt")["epoch"] == 1

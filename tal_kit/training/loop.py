@@ -149,7 +149,16 @@ class Trainer:
                 self._truncate_metrics_log(self.epoch)
                 self._log_synced = True
             self._repair_best(path, checkpoint)
+            self._repair_epoch_copy(path, int(checkpoint["epoch"]))
         return self.epoch
+
+    def _repair_epoch_copy(self, path: Path, epoch: int) -> None:
+        """A kill between saving last.pt and linking epoch_XXX.pt loses that epoch's copy: make it from last.pt."""
+        final = epoch + 1 == self.settings.epochs
+        target = self.checkpoint_dir / f"epoch_{epoch:03d}.pt"
+        if ((epoch + 1) % max(self.settings.checkpoint_every, 1) == 0 or final) and not target.exists() \
+                and path.resolve() == (self.checkpoint_dir / "last.pt").resolve():
+            _link_or_copy(path, target)
 
     def _rewrite_metrics_log(self) -> None:
         """metrics.jsonl := exactly the lines of ``log_records`` (drops what an interrupted epoch appended, restores
