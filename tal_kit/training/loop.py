@@ -312,8 +312,11 @@ class Trainer:
 
     def _append_log(self, record: dict[str, Any]) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.metrics_path, "a") as handle:
-            handle.write(json.dumps(record) + "\n")
+        try:
+            with open(self.metrics_path, "a") as handle:
+                handle.write(json.dumps(record) + "\n")
+        except OSError as err:  # e.g. a full disk: name the file (the checkpoint holds the line; resume restores it)
+            raise OSError(err.errno, err.strerror, str(self.metrics_path)) from err
 
     # ------------------------------------------------------------------ results
     def best(self) -> dict[str, Any] | None:
