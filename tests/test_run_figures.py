@@ -21,7 +21,11 @@ def planned(tmp_path, monkeypatch):
     _notebook(nb_dir / "04_training.ipynb", params, "pass")
     recorded: list[rp.NotebookRun] = []
     monkeypatch.setattr(rp, "execute", lambda run, **kwargs: recorded.append(run))
-    monkeypatch.setattr(rp, "_atomic_write", lambda path, text: None)  # no results files in the repository's runs/
+    import tal_kit.config
+
+    fake_repo = tmp_path / "repo"  # runs/ and figures/ of a stand-in repository, so the test writes nothing real
+    monkeypatch.setattr(rp, "REPO_ROOT", fake_repo)
+    monkeypatch.setattr(tal_kit.config, "REPO_ROOT", fake_repo)
 
     def plan(**options):
         recorded.clear()
@@ -31,9 +35,12 @@ def planned(tmp_path, monkeypatch):
 
 
 def test_quick_run_and_other_run_dirs_draw_beside_their_run(planned, tmp_path):
-    full_figures = (REPO_ROOT / "figures" / "demo").resolve()
+    repo = tmp_path / "repo"
+    full = planned(force=True)  # the full run in runs/demo draws into figures/demo
+    assert {d for _, d in full} == {(repo / "figures" / "demo").resolve()}
+    full_figures = (repo / "figures" / "demo").resolve()
     quick = planned(quick=True, force=True)  # the default quick folder: runs/demo-quick
-    assert {d for _, d in quick} == {(REPO_ROOT / "runs" / "demo-quick" / "figures").resolve()}
+    assert {d for _, d in quick} == {(repo / "runs" / "demo-quick" / "figures").resolve()}
     elsewhere = planned(run_dir=str(tmp_path / "mine"), force=True)
     assert {d for _, d in elsewhere} == {(tmp_path / "mine" / "figures").resolve()}
     assert all(d != full_figures for _, d in quick + elsewhere)
