@@ -13,6 +13,8 @@ iteration, gradient clipping, an EMA of the weights (decay 0.999) that is evalua
     train_summary.json                            last and best evaluated epoch, and which one the report shows
     detections.json, metrics.json                 the reported epoch's detections and mAP on cfg.val_split
     pre_nms_candidates.npz                        its pre-NMS candidates, for replaying NMS in the explorer
+    .train.lock                                   who is training here (pid, host, start): a second training
+                                                  into the same folder is refused while this one runs
 
 With several processes, ``loader.batch_size`` stays the *global* batch: each of N processes takes batch_size/N
 videos per step, so the number of steps, the schedule and the learning rate are those of one process.

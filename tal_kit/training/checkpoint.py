@@ -12,6 +12,9 @@ when loading a file someone sent you):
     optimizer, scheduler     their state dicts
     rng                      one RNG state per training process (see seeding.capture_rng_state)
     metrics                  the epoch's evaluation summary, or None when it was not evaluated
+    history                  one evaluation summary per evaluated epoch so far (best.pt is checked against it)
+    log                      every metrics.jsonl line so far: on resume the log is rewritten from it, so it agrees
+                             with the checkpoint after a kill at any moment
 """
 from __future__ import annotations
 
