@@ -3,7 +3,10 @@
 Variants: "cuda" (C++ and CUDA kernels; built wherever nvcc and a CUDA build of torch exist, with or without a GPU)
 and "cpu" (C++ kernels only). The build is cached under ``$TAL_KIT_EXT_DIR`` (default ``~/.cache/tal_kit/ext``), in
 a folder keyed by the torch, CUDA and Python versions, the CUDA architectures and a hash of the sources and flags;
-torch's file lock keeps concurrent builds from colliding. When nothing can be built, one warning says why and the
+torch's file lock keeps concurrent builds from colliding. A cached library is loaded directly (no ninja, so a
+read-only cache of prebuilt extensions works, compiler or not) and only after its size and SHA-256 match the record
+written when it was built: a truncated .so would otherwise kill the process with SIGBUS. A damaged build is rebuilt
+with one warning, or skipped in a read-only cache. When nothing can be built, one warning says why and the
 pure-torch NMS (tal_kit/ops/vectorized.py) takes over.
 
 Environment: ``TAL_KIT_NMS_EXT`` = "auto" (default) | "cpu" (never compile CUDA) | "off" (never build: pure torch);
