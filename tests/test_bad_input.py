@@ -50,6 +50,10 @@ def test_binary_or_folder_pred_names_the_file(tmp_path):
         Detections.from_results_json(binary, ["Run"])
     with pytest.raises(DetectionsError, match="is a folder"):
         Detections.from_results_json(tmp_path, ["Run"])
+    from tal_kit.data.annotations import AnnotationError, load_annotations
+
+    with pytest.raises(AnnotationError, match=r"pred\.npz: not a text JSON file"):  # a binary --gt too
+        load_annotations(binary)
 
 
 # ---------------------------------------------------------------------------------------------------- evaluate options
