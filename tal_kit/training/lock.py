@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -48,12 +49,17 @@ class RunLock:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except BlockingIOError:
             holder = read_lock_info(self.path)
             os.close(fd)
             raise RunLockedError(
                 f"{self.path.parent} is in use by another training ({describe_holder(holder)}); wait for it to "
                 f"finish or stop it, or choose another run directory") from None
+        except OSError as err:  # a file system without locks (some network mounts): train, but say so
+            os.close(fd)
+            warnings.warn(f"{self.path}: cannot lock the run directory ({err.strerror}); nothing stops a second "
+                          f"training from writing into it at the same time", RuntimeWarning, stacklevel=2)
+            return self
         self.previous = read_lock_info(self.path) or None  # left by a run that died: stale, taken over
         info = {"pid": os.getpid(), "host": socket.gethostname(), "command": self.command,
                 "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
