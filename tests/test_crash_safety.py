@@ -224,3 +224,22 @@ def test_kill_before_the_epoch_copy_is_linked_is_repaired(tmp_path, monkeypatch)
     assert not (tmp_path / "checkpoints" / "epoch_001.pt").exists()
     build(tmp_path).resume()
     assert load_checkpoint(tmp_path / "checkpoints" / "epoch_001.pt")["epoch"] == 1
+
+
+def test_report_best_refuses_a_best_pt_of_another_epoch(tmp_path):
+    """The last guard: --report best never writes one epoch's detections under the best epoch's name."""
+    from tal_kit.train import write_final_outputs
+
+    trainer = build(tmp_path)
+
+    def falling(ema_model, epoch):  # epoch 1 is the best, epoch 3 the last
+        return {"average_mAP": 1.0 - 0.1 * epoch, "mAP": [1.0 - 0.1 * epoch], "tiou_thresholds": [0.5]}
+
+    trainer.evaluate_fn = falling
+    trainer.fit()
+    checkpoints = tmp_path / "checkpoints"
+    assert trainer.best()["epoch"] == 1
+    (checkpoints / "best.pt").unlink()
+    os.link(checkpoints / "epoch_002.pt", checkpoints / "best.pt")
+    with pytest.raises(CheckpointError, match=r"best\.pt holds epoch 2, but the best evaluated epoch is 1"):
+        write_final_outputs(trainer, cfg=None, report="best", progress=False)
