@@ -129,8 +129,10 @@ def test_cuda_without_a_gpu_is_one_line(tmp_path):
 
     if torch.cuda.is_available():
         pytest.skip("a GPU is visible here")
-    assert_one_line_error(run_cli("train", "--config", "demo", "--device", "cuda", "--run-dir", str(tmp_path / "r"),
-                                  "--data-root", str(tmp_path)), "--device cuda", "no CUDA device", "use --device cpu")
+    assert_one_line_error(run_cli("train", "--config", "demo", "--device", "cuda:0", "--run-dir", str(tmp_path / "r"),
+                                  "--data-root", str(tmp_path)), "--device cuda:", "no CUDA device", "use --device cpu")
+    assert_one_line_error(run_cli("train", "--config", "demo", "--device", "gpu", "--run-dir", str(tmp_path / "r"),
+                                  "--data-root", str(tmp_path)), "--device gpu: not a device name")
 
 
 def test_second_training_into_a_locked_run_dir_names_the_holder(tmp_path, capsys):
