@@ -205,7 +205,12 @@ def test_stale_demo_folder_and_detections_temporaries(tmp_path):
 
     Detections.empty().to_results_json(tmp_path / "detections.json", ["a"])
     assert not stale_file.exists() and stale_dir.exists()  # a write cleans its own target's temporaries only
-    assert remove_stale_temporaries(tmp_path, "demo") == [stale_dir]
+    from tal_kit.data.demo import DemoSpec, generate_demo_dataset
+
+    generate_demo_dataset(tmp_path / "demo", DemoSpec(seed=3, num_train_videos=2, num_test_videos=1,
+                                                      min_duration=15.0, max_duration=20.0))
+    assert not stale_dir.exists()  # the next generation removed the half-built folder of the killed one
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo", "detections.json"]
 
 
 def test_kill_before_the_epoch_copy_is_linked_is_repaired(tmp_path, monkeypatch):
