@@ -3,16 +3,19 @@
 A reader (or a resumed run after a crash) therefore sees either the old file or the complete new one, never a
 half-written one.
 
-Temporary names carry the writer's process id (``.<name>.tal<pid>-<random>.tmp``), so a temporary orphaned by a
-killed process is recognisable: the next write of the same target removes those whose process is gone (a live
-writer's temporary is never touched). This module imports neither torch nor numpy, so every layer can use it.
+Temporary names carry the writer's process id and a tag of its host (``.<name>.tal<pid>.<host>-<random>.tmp``),
+so a temporary orphaned by a killed process is recognisable: the next write of the same target removes those whose
+process is gone (a live writer's temporary is never touched, nor one written from another machine on a shared
+file system, whose processes cannot be checked from here). This module imports neither torch nor numpy, so every layer can use it.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import shutil
+import socket
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,12 +24,16 @@ from typing import IO, Any, Iterator
 __all__ = ["atomic_open", "write_json_atomic", "write_text_atomic", "temp_prefix", "remove_stale_temporaries",
            "process_alive"]
 
-_TEMP_NAME = re.compile(r"^\.(?P<target>.+)\.tal(?P<pid>\d+)-[^/]*$")
+_TEMP_NAME = re.compile(r"^\.(?P<target>.+)\.tal(?P<pid>\d+)\.(?P<host>[0-9a-f]{6})-[^/]*$")
 
 
-def temp_prefix(target_name: str) -> str:
-    """The ``prefix`` for mkstemp/mkdtemp beside a file called ``target_name``."""
-    return f".{target_name}.tal{os.getpid()}-"
+def _host_tag() -> str:
+    return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:6]
+
+
+def temp_prefix(target_name: str, pid: int | None = None) -> str:
+    """The ``prefix`` for mkstemp/mkdtemp beside a file called ``target_name`` (``pid``: this process)."""
+    return f".{target_name}.tal{os.getpid() if pid is None else pid}.{_host_tag()}-"
 
 
 def process_alive(pid: int) -> bool:
@@ -53,7 +60,8 @@ def remove_stale_temporaries(folder: str | os.PathLike, target_name: str | None 
         return removed
     for entry in entries:
         match = _TEMP_NAME.match(entry.name)
-        if match is None or (target_name is not None and match["target"] != target_name):
+        if match is None or (target_name is not None and match["target"] != target_name) \
+                or match["host"] != _host_tag():
             continue
         if process_alive(int(match["pid"])):
             continue

@@ -197,9 +197,11 @@ def test_temporaries_of_a_killed_writer_are_removed_by_the_next_write(tmp_path):
 
 def test_stale_demo_folder_and_detections_temporaries(tmp_path):
     pid = dead_pid()
-    stale_dir = tmp_path / f".demo.tal{pid}-abc123"
+    stale_dir = tmp_path / (temp_prefix("demo", pid) + "abc123")
     (stale_dir / "features").mkdir(parents=True)
-    stale_file = tmp_path / f".detections.json.tal{pid}-xyz.tmp"
+    stale_file = tmp_path / (temp_prefix("detections.json", pid) + "xyz.tmp")
+    other_host = tmp_path / f".detections.json.tal{pid}.000000-xyz.tmp"  # another machine's: not checkable here
+    other_host.write_text("{")
     stale_file.write_text("{")
     from tal_kit.detections import Detections
 
@@ -210,7 +212,7 @@ def test_stale_demo_folder_and_detections_temporaries(tmp_path):
     generate_demo_dataset(tmp_path / "demo", DemoSpec(seed=3, num_train_videos=2, num_test_videos=1,
                                                       min_duration=15.0, max_duration=20.0))
     assert not stale_dir.exists()  # the next generation removed the half-built folder of the killed one
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo", "detections.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [other_host.name, "demo", "detections.json"]
 
 
 def test_kill_before_the_epoch_copy_is_linked_is_repaired(tmp_path, monkeypatch):
