@@ -38,7 +38,7 @@ from tal_kit.training import (CheckpointError, LoopSettings, Trainer, make_optim
 from tal_kit.training.distributed import DistContext, barrier, broadcast_object, init_distributed, shutdown
 from tal_kit.training.files import write_json_atomic
 from tal_kit.training.files import remove_stale_temporaries
-from tal_kit.training.lock import RunLock
+from tal_kit.training.lock import RunLock, describe_holder
 from tal_kit.training.loop import TrainCallback
 
 REPORT_CHOICES = ("last", "best")
@@ -214,7 +214,10 @@ def train(config: Any = "demo", overrides: Sequence[str] = (), *, data_root: Any
     # Rank 0 holds the run directory for the whole run (a second training into it is refused, naming this one).
     lock = RunLock(run_dir, command=f"train --config {cfg.name}") if ctx.is_main else nullcontext()
     try:
-        with lock:
+        with lock as held:
+            if isinstance(held, RunLock) and held.previous:  # the last holder died without releasing (killed?)
+                print(f"note: the previous training in {run_dir} ({describe_holder(held.previous)}) did not end "
+                      f"cleanly; its lock was stale", file=sys.stderr)
             return _train_locked(cfg, ctx, data_root=data_root, run_dir=run_dir, resume=resume, report=report,
                                  stop_after=stop_after, callbacks=callbacks, progress=progress,
                                  figures_dir=figures_dir)

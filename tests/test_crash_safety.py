@@ -155,6 +155,8 @@ def test_second_training_into_a_held_run_dir_is_refused_then_a_killed_holder_is_
         assert lock.previous["pid"] == holder.pid
         assert json.loads((tmp_path / ".train.lock").read_text())["pid"] == os.getpid()
     assert (tmp_path / ".train.lock").read_text() == ""  # released
+    with RunLock(tmp_path) as lock:
+        assert lock.previous is None  # a clean release leaves nothing to report
 
 
 def test_lock_is_exclusive_within_one_process_too(tmp_path):

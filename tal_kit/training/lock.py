@@ -60,7 +60,7 @@ class RunLock:
             warnings.warn(f"{self.path}: cannot lock the run directory ({err.strerror}); nothing stops a second "
                           f"training from writing into it at the same time", RuntimeWarning, stacklevel=2)
             return self
-        self.previous = read_lock_info(self.path) or None  # left by a run that died: stale, taken over
+        self.previous = read_lock_info(self.path, attempts=1) or None  # left by a run that died: stale, taken over
         info = {"pid": os.getpid(), "host": socket.gethostname(), "command": self.command,
                 "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
         os.ftruncate(fd, 0)
@@ -86,9 +86,9 @@ class RunLock:
         self.release()
 
 
-def read_lock_info(path: str | os.PathLike) -> dict[str, Any]:
+def read_lock_info(path: str | os.PathLike, attempts: int = 20) -> dict[str, Any]:
     """The holder recorded in a lock file ({} when empty or unreadable)."""
-    for _ in range(20):  # the holder may be between truncating and writing it
+    for _ in range(attempts):  # a new holder may be between truncating and writing it
         try:
             text = Path(path).read_text()
         except OSError:
