@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -218,9 +217,9 @@ def results_markdown(results: dict[str, Any]) -> str:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    from tal_kit.atomic import write_text_atomic
+
+    write_text_atomic(path, text)  # (a kill leaves a temporary the next write removes)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
