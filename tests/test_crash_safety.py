@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tal_kit.atomic import remove_stale_temporaries, temp_prefix
+from tal_kit.atomic import temp_prefix
 from tal_kit.training import CheckpointError, load_checkpoint, save_checkpoint
 from tal_kit.training import loop as loop_module
 from tal_kit.training.lock import RunLock, RunLockedError
