@@ -124,15 +124,19 @@ def test_output_paths_that_cannot_be_written(tmp_path):
                           str(tmp_path), "is a folder")
 
 
-def test_cuda_without_a_gpu_is_one_line(tmp_path):
+def test_cuda_without_a_gpu_and_unknown_devices_are_one_line(tmp_path, capsys):
     import torch
 
+    from tal_kit.__main__ import main
+
+    train = ["train", "--config", "demo", "--run-dir", str(tmp_path / "r"), "--data-root", str(tmp_path)]
+    assert main(train + ["--device", "gpu"]) == 2
+    assert capsys.readouterr().err == "error: --device gpu: not a device name; use auto, cpu, cuda or cuda:N\n"
     if torch.cuda.is_available():
-        pytest.skip("a GPU is visible here")
-    assert_one_line_error(run_cli("train", "--config", "demo", "--device", "cuda:0", "--run-dir", str(tmp_path / "r"),
-                                  "--data-root", str(tmp_path)), "--device cuda:", "no CUDA device", "use --device cpu")
-    assert_one_line_error(run_cli("train", "--config", "demo", "--device", "gpu", "--run-dir", str(tmp_path / "r"),
-                                  "--data-root", str(tmp_path)), "--device gpu: not a device name")
+        return
+    assert main(train + ["--device", "cuda:0"]) == 2
+    assert capsys.readouterr().err == ("error: --device cuda:0: no CUDA device is visible here; use --device cpu, "
+                                       "or auto (a GPU when there is one)\n")
 
 
 def test_second_training_into_a_locked_run_dir_names_the_holder(tmp_path, capsys):
