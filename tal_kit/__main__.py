@@ -1,14 +1,68 @@
 """``python -m tal_kit`` / ``tal-kit``: one entry point, one subcommand per job.
 
 Each subcommand lives in the module that owns the work; this file only dispatches (imports are lazy so that
-``tal-kit config show`` does not pay for torch's import).
+``tal-kit config show`` does not pay for torch's import) and turns the errors that mean "this input or this
+machine is not usable" into one ``error: ...`` line and exit status 2, in one place (:func:`user_error_message`).
+Anything else is a bug in tal_kit and keeps its traceback.
 """
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
-from typing import Callable
+from typing import Callable, Optional
+
+# The exception classes that carry a message for the user (module, class). Looked up only in modules already
+# imported by the failing command, so that this table costs no imports.
+USER_ERRORS: tuple[tuple[str, str], ...] = (
+    ("tal_kit.config", "ConfigError"),
+    ("tal_kit.data.annotations", "AnnotationError"),
+    ("tal_kit.data.features", "FeatureError"),
+    ("tal_kit.detections", "DetectionsError"),
+    ("tal_kit.evaluation.metrics", "EvaluationError"),
+    ("tal_kit.evaluation.fusion", "FusionError"),
+    ("tal_kit.training.checkpoint", "CheckpointError"),
+    ("tal_kit.training.lock", "RunLockedError"),
+    ("tal_kit.training.distributed", "DeviceError"),
+    ("yaml", "YAMLError"),
+)
+
+_OS_ERRORS = {
+    errno.ENOSPC: "disk full (no space left on device): free some space or write somewhere else",
+    errno.EDQUOT: "disk quota exceeded: free some space or write somewhere else",
+    errno.EROFS: "read-only file system: choose a writable folder",
+    errno.EACCES: "permission denied: choose a folder you may write to (or a file you may read)",
+    errno.EPERM: "operation not permitted here: choose another folder",
+    errno.EISDIR: "is a folder where a file is expected: give a file name",
+    errno.ENOTDIR: "part of this path is a file where a folder is expected",
+    errno.EEXIST: "exists already and is a file where a folder is expected",
+    errno.ENOENT: "no such file or folder",
+}
+
+
+def describe_os_error(err: OSError) -> str:
+    """``PATH: what went wrong and what to do`` for a failed file operation."""
+    where = err.filename if err.filename is not None else ""
+    if err.filename2 is not None:
+        where = f"{where} -> {err.filename2}"
+    what = _OS_ERRORS.get(err.errno) if err.errno is not None else None
+    if what is None:
+        return str(err)
+    return f"{where}: {what}" if where else what
+
+
+def user_error_message(err: BaseException) -> Optional[str]:
+    """The one-line (rarely a few lines) message for an error the user can act on, or None for a bug."""
+    if isinstance(err, OSError):
+        return describe_os_error(err)
+    if isinstance(err, FloatingPointError):  # the training loop's NaN/inf-loss stop names the step and the remedy
+        return str(err)
+    for module_name, class_name in USER_ERRORS:
+        cls = getattr(sys.modules.get(module_name), class_name, None)
+        if cls is not None and isinstance(err, cls):
+            return str(err).strip()
+    return None
 
 # name -> (module, function, one-line help). Each function takes the remaining argv and returns an exit code.
 SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
@@ -49,6 +103,9 @@ def cli_config(argv: list[str]) -> int:
 def cli_info(argv: list[str]) -> int:
     """``tal-kit info``: what a bug report needs."""
     import platform
+
+    argparse.ArgumentParser(prog="tal-kit info", description="Print the versions, the devices and the NMS backend "
+                            "in use (what a bug report needs).").parse_args(argv)
 
     import torch
 
@@ -91,7 +148,17 @@ def main(argv: list[str] | None = None) -> int:
         hint = difflib.get_close_matches(name, SUBCOMMANDS, n=1)
         print(f"error: unknown command '{name}'" + (f"; did you mean '{hint[0]}'?" if hint else ""), file=sys.stderr)
         return 2
-    return int(_resolve(name)(rest) or 0)
+    try:
+        return int(_resolve(name)(rest) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 - sorted into user errors (one line) and bugs (re-raised)
+        message = user_error_message(err)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@
 Checks, for every video of the preset's training and evaluation splits: the annotation file parses; each feature
 file (and reference-grid file) exists, reads, has ``input_dim`` channels and only finite values; its length agrees
 with the video's duration on the preset's grid; an fps is known; the external score file (if configured) covers
-the evaluation videos. Prints a report and returns 1 when anything would break a run.
+the evaluation videos. ``--headers-only`` skips the value scan but still refuses files without time steps; integer
+feature files (cast to float32 when loaded) are a warning. Prints a report and returns 1 when anything would break
+a run.
 """
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
+
+import numpy as np
 
 from tal_kit.config import ConfigError, load_config, resolve_path
 
@@ -122,14 +126,21 @@ def check_data(config: str, data_root: str | Path, overrides: Optional[list[str]
                 report.errors["feature file missing"].extend(str(p) for p in missing)
             continue
         try:
+            stored = read_feature_array(path, mmap=True)  # as stored: a header read for .npy/.pt
             if scan_values:
                 length = load_feature_file(path, d.input_dim, video_id=vid).shape[0]
             else:  # header only: shape from a memory map, no value scan
-                shape = read_feature_array(path, mmap=True).shape
-                if shape[-1] != d.input_dim:
-                    raise FeatureError(f"{path} (video {vid!r}): feature dimension is {shape[-1]} (shape {shape}), "
-                                       f"but dataset.input_dim is {d.input_dim}")
+                shape = stored.shape
+                if not shape or shape[-1] != d.input_dim:
+                    raise FeatureError(f"{path} (video {vid!r}): feature dimension is "
+                                       f"{shape[-1] if shape else None} (shape {shape}), but dataset.input_dim is "
+                                       f"{d.input_dim}")
                 length = feature_length(path)
+                if length == 0:
+                    raise FeatureError(f"{path} (video {vid!r}): holds no time steps (shape {shape})")
+            if not np.issubdtype(stored.dtype, np.floating):
+                report.warnings["integer feature values (cast to float32 when loaded: quantised, or not features?)"] \
+                    .append(f"{path}: {stored.dtype}")
             report.checked_files += 1
             if ref is not None:
                 length = feature_length(ref)

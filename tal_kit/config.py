@@ -263,7 +263,12 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if "=" not in text:
         raise ConfigError(f"override '{text}' must look like section.key=value")
     key, raw = text.split("=", 1)
-    value = yaml.safe_load(raw) if raw.strip() else ""
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as err:
+        detail = str(getattr(err, "problem", None) or err).splitlines()[0]
+        raise ConfigError(f"override '{text}': the value is not valid YAML ({detail}); quote strings and write "
+                          f"lists as [a, b]") from None
     # YAML 1.1 reads "1e-4" as a string; accept plain float syntax too.
     if isinstance(value, str):
         try:
@@ -349,8 +354,22 @@ def _build(cls: type, data: dict[str, Any], source: str, section: str = "") -> A
     return cls(**kwargs)
 
 
-def load_config(name_or_path: Union[str, Path] = "demo", overrides: Optional[list[str]] = None) -> Config:
+def as_override_list(overrides: Union[None, str, list[str], tuple[str, ...]]) -> list[str]:
+    """Overrides as a list: a single string is one override (a notebook parameter given on the papermill command
+    line arrives as a string, which iterating would split into characters); "" and None are none."""
+    if overrides is None:
+        return []
+    if isinstance(overrides, str):
+        return [overrides] if overrides.strip() else []
+    if not isinstance(overrides, (list, tuple)) or not all(isinstance(o, str) for o in overrides):
+        raise ConfigError(f"overrides must be a list of 'section.key=value' strings, got {overrides!r}")
+    return list(overrides)
+
+
+def load_config(name_or_path: Union[str, Path] = "demo",
+                overrides: Union[None, str, list[str], tuple[str, ...]] = None) -> Config:
     """Load a preset (by name) or YAML file, apply ``section.key=value`` overrides, validate, and return a Config."""
+    overrides = as_override_list(overrides)
     path = _preset_path(name_or_path)
     data = _load_with_bases(path)
     data.setdefault("name", path.stem)
@@ -391,6 +410,74 @@ _CHOICES = {
 }
 
 
+# Numeric ranges, checked once here so that no command accepts what another one rejects later:
+# (section, key) -> (low, high, kind) where kind says which ends are included: "[]", "[)", "(]", "()".
+# None means unbounded on that side. Every float field must also be finite (no nan, no inf).
+_RANGES: dict[tuple[str, str], tuple[Optional[float], Optional[float], str]] = {
+    ("loader", "batch_size"): (1, None, "[]"),
+    ("loader", "num_workers"): (0, None, "[]"),
+    ("dataset", "trunc_thresh"): (0, 1, "[]"),
+    ("dataset", "max_seq_len"): (1, None, "[]"),
+    ("model", "scale_factor"): (1, None, "[]"),
+    ("model", "n_head"): (1, None, "[]"),
+    ("model", "max_buffer_len_factor"): (0, None, "()"),
+    ("train_cfg", "center_sample_radius"): (0, None, "()"),
+    ("train_cfg", "cls_prior_prob"): (0, 1, "()"),
+    ("train_cfg", "init_loss_norm"): (0, None, "()"),
+    ("train_cfg", "dropout"): (0, 1, "[)"),
+    ("train_cfg", "droppath"): (0, 1, "[)"),
+    ("train_cfg", "label_smoothing"): (0, 1, "[)"),
+    ("test_cfg", "pre_nms_thresh"): (0, 1, "[]"),
+    ("test_cfg", "pre_nms_topk"): (1, None, "[]"),
+    ("test_cfg", "iou_threshold"): (0, 1, "[]"),
+    ("test_cfg", "min_score"): (0, 1, "[]"),
+    ("test_cfg", "max_seg_num"): (1, None, "[]"),
+    ("test_cfg", "nms_sigma"): (0, None, "()"),
+    ("test_cfg", "duration_thresh"): (0, None, "[]"),
+    ("test_cfg", "voting_thresh"): (0, 1, "[]"),
+    ("test_cfg", "fusion_topk"): (1, None, "[]"),
+    ("test_cfg", "fusion_num_pred"): (1, None, "[]"),
+    ("opt", "learning_rate"): (0, 1, "(]"),  # an lr above 1 is a typo for AdamW/SGD: the loss turns NaN
+    ("opt", "momentum"): (0, 1, "[)"),
+    ("opt", "weight_decay"): (0, None, "[]"),
+    ("opt", "epochs"): (1, None, "[]"),
+    ("opt", "warmup_epochs"): (0, None, "[]"),
+    ("opt", "schedule_gamma"): (0, None, "()"),
+    ("opt", "eta_min"): (0, None, "[]"),
+    ("trainer", "ema_decay"): (0, 1, "[)"),
+    ("trainer", "eval_start_epoch"): (0, None, "[]"),
+    ("trainer", "checkpoint_every"): (1, None, "[]"),
+}
+
+
+def _range_text(low: Optional[float], high: Optional[float], kind: str) -> str:
+    if high is None:
+        return f"{'>=' if kind[0] == '[' else '>'} {low:g}"
+    return f"in {kind[0]}{low:g}, {high:g}{kind[1]}"
+
+
+def _in_range(value: float, low: Optional[float], high: Optional[float], kind: str) -> bool:
+    if low is not None and (value < low or (kind[0] == "(" and value == low)):
+        return False
+    return high is None or (value < high or (kind[1] == "]" and value == high))
+
+
+def _check_finite_floats(cfg: Config, fail) -> None:
+    """No float field may be nan or inf (YAML's .nan/.inf or an overflowing literal like 1e400)."""
+    import math
+
+    for section in dataclasses.fields(cfg):
+        block = getattr(cfg, section.name)
+        if not dataclasses.is_dataclass(block):
+            continue
+        for item in dataclasses.fields(block):
+            value = getattr(block, item.name)
+            values = value if isinstance(value, list) else [value]
+            flat = [v for x in values for v in (x if isinstance(x, list) else [x])]
+            if any(isinstance(v, float) and not math.isfinite(v) for v in flat):
+                fail(f"{section.name}.{item.name} must be a finite number, got {value!r}")
+
+
 def validate(cfg: Config, source: str = "config") -> None:
     """Raise ConfigError naming the key when values are inconsistent with each other or with the architecture."""
 
@@ -401,8 +488,16 @@ def validate(cfg: Config, source: str = "config") -> None:
         value = getattr(getattr(cfg, section), key)
         if value not in choices:
             fail(f"{section}.{key} = {value!r}; expected one of {', '.join(map(repr, choices))}")
+    _check_finite_floats(cfg, fail)
+    for (section, key), (low, high, kind) in _RANGES.items():
+        value = getattr(getattr(cfg, section), key)
+        if not _in_range(value, low, high, kind):
+            fail(f"{section}.{key} must be {_range_text(low, high, kind)}, got {value!r}")
+    for step in cfg.opt.schedule_steps:
+        if step < 0:
+            fail(f"opt.schedule_steps must hold epoch indices >= 0, got {cfg.opt.schedule_steps}")
 
-    d, m, t = cfg.dataset, cfg.model, cfg.test_cfg
+    d, m = cfg.dataset, cfg.model
     for key in ("num_classes", "input_dim", "max_seq_len", "downsample_rate"):
         if getattr(d, key) <= 0:
             fail(f"dataset.{key} must be positive, got {getattr(d, key)}")
@@ -440,16 +535,6 @@ def validate(cfg: Config, source: str = "config") -> None:
     for cls_id in cfg.train_cfg.head_empty_cls:
         if not 0 <= cls_id < d.num_classes:
             fail(f"train_cfg.head_empty_cls contains {cls_id}, outside 0..{d.num_classes - 1}")
-    if not 0 <= cfg.train_cfg.label_smoothing < 1:
-        fail(f"train_cfg.label_smoothing must be in [0, 1), got {cfg.train_cfg.label_smoothing}")
-    if t.pre_nms_topk <= 0 or t.max_seg_num <= 0:
-        fail("test_cfg.pre_nms_topk and test_cfg.max_seg_num must be positive")
-    if t.nms_sigma <= 0:
-        fail(f"test_cfg.nms_sigma must be positive, got {t.nms_sigma}")
-    if cfg.opt.learning_rate <= 0 or cfg.opt.epochs <= 0:
-        fail("opt.learning_rate and opt.epochs must be positive")
-    if not 0 <= cfg.trainer.ema_decay < 1:
-        fail(f"trainer.ema_decay must be in [0, 1), got {cfg.trainer.ema_decay}")
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -460,6 +545,23 @@ def validate(cfg: Config, source: str = "config") -> None:
 def default_data_root(cfg: Config) -> Path:
     """Where a preset's data lives unless told otherwise: data/<preset name> in the repository."""
     return REPO_ROOT / "data" / cfg.name
+
+
+def default_run_dir(cfg: Config) -> Path:
+    """A preset's run folder unless told otherwise: runs/<preset name> in the repository."""
+    return REPO_ROOT / "runs" / cfg.name
+
+
+def figures_dir_for(cfg: Config, run_dir: Optional[Union[str, Path]] = None,
+                    figure_dir: Optional[Union[str, Path]] = None) -> Path:
+    """Where a run's figures go: ``figure_dir`` when given; for the preset's default run (runs/<preset>, or no
+    run folder named) the repository's figures/<preset>; for any other run folder (a quick run, a seed, a run
+    elsewhere) ``<run_dir>/figures``, so that such a run never overwrites the full run's figures."""
+    if figure_dir:
+        return Path(figure_dir)
+    if not run_dir or Path(run_dir).resolve() == default_run_dir(cfg).resolve():
+        return REPO_ROOT / "figures" / cfg.name
+    return Path(run_dir) / "figures"
 
 
 def resolve_path(cfg: Config, data_root: Optional[Union[str, Path]], relative: Optional[str]) -> Optional[Path]:

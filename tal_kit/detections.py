@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import warnings
 from collections import Counter
 from dataclasses import dataclass
@@ -159,9 +157,14 @@ class Detections:
         path = Path(path)
         try:
             with open(path, encoding="utf8") as f:
-                data = json.load(f)
+                data = json.load(f, object_pairs_hook=_no_duplicate_keys(path))
         except FileNotFoundError:
             raise DetectionsError(f"results file {path} does not exist") from None
+        except IsADirectoryError:
+            raise DetectionsError(f"{path} is a folder; expected a results JSON file") from None
+        except UnicodeDecodeError as err:
+            raise DetectionsError(f"{path}: not a text JSON file (byte {err.start} is not UTF-8); is it the "
+                                  f"results JSON?") from None
         except json.JSONDecodeError as err:
             raise DetectionsError(f"{path}: not valid JSON ({err})") from None
         if not isinstance(data, dict) or not isinstance(data.get("results"), dict):
@@ -210,6 +213,24 @@ class Detections:
                    np.array(scores))
 
 
+def _no_duplicate_keys(path: Path):
+    """A json object_pairs_hook that refuses repeated keys: ``json.load`` keeps only the last one, so a video listed
+    twice under "results" would silently lose its earlier detections (the ground-truth loader refuses them too)."""
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        counts = Counter(key for key, _ in pairs)
+        repeated = [key for key, n in counts.items() if n > 1]
+        if repeated:
+            key = repeated[0]
+            values = [value for k, value in pairs if k == key]
+            what = f"video {key!r} is listed {counts[key]} times under 'results'" if isinstance(values[0], list) \
+                else f"key {key!r} appears {counts[key]} times in one object"
+            more = f" ({len(repeated) - 1} more repeated key(s))" if len(repeated) > 1 else ""
+            raise DetectionsError(f"{path}: {what}{more}; JSON keeps only the last copy, so the earlier "
+                                  f"detections would be lost: merge the copies into one list")
+        return dict(pairs)
+    return hook
+
+
 def _label_id(label: Any, name_to_id: Mapping[str, int], num_classes: int) -> int | None:
     """A results-file label (class name, or an integer id) -> label id; None when it is not a known class."""
     if isinstance(label, str):
@@ -227,15 +248,6 @@ def _finite(value: Any, where: str) -> float:
 
 def write_json_atomic(path: str | Path, payload: Any, **dump_kwargs: Any) -> Path:
     """Write JSON to a temporary file next to ``path`` and rename it into place (no half-written files)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf8") as f:
-            json.dump(payload, f, **dump_kwargs)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; results are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    from tal_kit import atomic
+
+    return atomic.write_json_atomic(path, payload, indent=dump_kwargs.pop("indent", None), **dump_kwargs)

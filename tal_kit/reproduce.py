@@ -12,14 +12,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from tal_kit.config import REPO_ROOT, ConfigError, default_data_root, load_config
+from tal_kit.config import REPO_ROOT, ConfigError, default_data_root, figures_dir_for, load_config
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 PER_SEED_PREFIXES = ("04", "05")  # training and evaluation run once per seed
@@ -110,8 +109,14 @@ def execute(run: NotebookRun, kernel_name: Optional[str] = None, progress_bar: b
 
 
 def plan_runs(config: str, data_root: Path, run_dir: Path, seeds: list[Optional[int]], quick: bool,
-              device: str, overrides: list[str], notebook_dir: Path = NOTEBOOK_DIR) -> list[NotebookRun]:
-    """Which notebook runs, with which parameters, into which file."""
+              device: str, overrides: list[str], notebook_dir: Path = NOTEBOOK_DIR,
+              figures_dir: Optional[Path] = None) -> list[NotebookRun]:
+    """Which notebook runs, with which parameters, into which file.
+
+    ``figures_dir`` (default ``RUN_DIR/figures``) is where the notebooks draw; with several seeds the per-seed
+    notebooks draw into its ``seed_<seed>/`` subfolders.
+    """
+    figures_dir = Path(figures_dir) if figures_dir is not None else run_dir / "figures"
     runs = []
     for notebook in list_notebooks(notebook_dir):
         declared = declared_parameters(notebook)
@@ -120,8 +125,10 @@ def plan_runs(config: str, data_root: Path, run_dir: Path, seeds: list[Optional[
             target_dir = run_dir if (len(seeds) == 1 or not per_seed) else run_dir / f"seed_{seed}"
             # Notebook 06 looks at the first seed's detections.
             nb_run_dir = target_dir if per_seed or len(seeds) == 1 else run_dir / f"seed_{seeds[0]}"
+            nb_figures = figures_dir / f"seed_{seed}" if per_seed and len(seeds) > 1 else figures_dir
             values = {"config": config, "data_root": str(data_root), "run_dir": str(nb_run_dir), "device": device,
                       "quick": quick, "overrides": list(overrides), "seed": -1 if seed is None else seed,
+                      "figure_dir": str(nb_figures),
                       "interactive": False}  # headless: no frontend to drive widgets
             params = {k: v for k, v in values.items() if k in declared}
             runs.append(NotebookRun(notebook, target_dir / notebook.name, params))
@@ -210,9 +217,9 @@ def results_markdown(results: dict[str, Any]) -> str:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    from tal_kit.atomic import write_text_atomic
+
+    write_text_atomic(path, text)  # (a kill leaves a temporary the next write removes)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -223,8 +230,13 @@ def _atomic_write(path: Path, text: str) -> None:
 def reproduce(config: str, data_root: Optional[str] = None, run_dir: Optional[str] = None, quick: bool = False,
               seeds: int = 1, force: bool = False, device: str = "auto", overrides: Optional[list[str]] = None,
               kernel_name: Optional[str] = None, notebook_dir: Path = NOTEBOOK_DIR, cell_timeout: Optional[int] = None,
-              log=print) -> dict[str, Any]:
-    """Run notebooks 01-06 for ``config`` and return the collected results (also written to the run dir)."""
+              log=print, figures_dir: Optional[str] = None) -> dict[str, Any]:
+    """Run notebooks 01-06 for ``config`` and return the collected results (also written to the run dir).
+
+    Figures go to ``figures_dir``, by default figures/<config> for the full run in runs/<config> and
+    ``<run_dir>/figures`` for any other run folder (a --quick run, a --run-dir elsewhere), so that a smoke run
+    never overwrites the full run's figures.
+    """
     cfg = load_config(config, overrides)  # fail fast on a bad config, before any notebook starts
     name = cfg.name
     root = Path(data_root) if data_root else default_data_root(cfg)
@@ -234,8 +246,9 @@ def reproduce(config: str, data_root: Optional[str] = None, run_dir: Optional[st
         ensure_demo_data(root, log)
     all_overrides = (QUICK_OVERRIDES if quick and name != "demo" else []) + list(overrides or [])
     seed_values: list[Optional[int]] = [None] if seeds == 1 else [cfg.init_rand_seed + k for k in range(seeds)]
+    figures = figures_dir_for(cfg, out_dir, figures_dir)
     runs = plan_runs(config, root.resolve(), out_dir.resolve(), seed_values, quick, device, all_overrides,
-                     notebook_dir)
+                     notebook_dir, figures_dir=figures.resolve())
 
     upstream_rerun = False
     started = time.time()
@@ -283,6 +296,8 @@ def cli_reproduce(argv: list[str]) -> int:
     parser.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda', 'cuda:1', ...")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="config override passed to every notebook (repeatable)")
+    parser.add_argument("--figures-dir", help="where the notebooks draw (default figures/<config> for runs/<config>, "
+                        "else RUN_DIR/figures)")
     parser.add_argument("--cell-timeout", type=int, default=None, metavar="SECONDS",
                         help="fail a notebook whose cell runs longer than this (default: no limit)")
     args = parser.parse_args(argv)
@@ -290,7 +305,7 @@ def cli_reproduce(argv: list[str]) -> int:
         parser.error("--seeds must be at least 1")
     try:
         reproduce(args.config, args.data_root, args.run_dir, args.quick, args.seeds, args.force, args.device,
-                  args.overrides, cell_timeout=args.cell_timeout)
+                  args.overrides, cell_timeout=args.cell_timeout, figures_dir=args.figures_dir)
     except (ConfigError, NotebookFailed, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

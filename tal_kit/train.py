@@ -13,6 +13,8 @@ iteration, gradient clipping, an EMA of the weights (decay 0.999) that is evalua
     train_summary.json                            last and best evaluated epoch, and which one the report shows
     detections.json, metrics.json                 the reported epoch's detections and mAP on cfg.val_split
     pre_nms_candidates.npz                        its pre-NMS candidates, for replaying NMS in the explorer
+    .train.lock                                   who is training here (pid, host, start): a second training
+                                                  into the same folder is refused while this one runs
 
 With several processes, ``loader.batch_size`` stays the *global* batch: each of N processes takes batch_size/N
 videos per step, so the number of steps, the schedule and the learning rate are those of one process.
@@ -23,6 +25,7 @@ import argparse
 import functools
 import sys
 import warnings
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -34,6 +37,8 @@ from tal_kit.training import (CheckpointError, LoopSettings, Trainer, make_optim
                               seed_everything)
 from tal_kit.training.distributed import DistContext, barrier, broadcast_object, init_distributed, shutdown
 from tal_kit.training.files import write_json_atomic
+from tal_kit.training.files import remove_stale_temporaries
+from tal_kit.training.lock import RunLock, describe_holder
 from tal_kit.training.loop import TrainCallback
 
 REPORT_CHOICES = ("last", "best")
@@ -46,9 +51,9 @@ def quick_overrides() -> list[str]:
 
 def resolve_config(config: Any, overrides: Sequence[str] = (), seed: int | None = None) -> Any:
     """A Config from a preset name/YAML path (+ overrides), or the Config itself; ``seed`` >= 0 replaces the seed."""
-    from tal_kit.config import Config, load_config
+    from tal_kit.config import Config, as_override_list, load_config
 
-    cfg = config if isinstance(config, Config) else load_config(config, list(overrides))
+    cfg = config if isinstance(config, Config) else load_config(config, as_override_list(overrides))
     if seed is not None and seed >= 0:
         cfg.init_rand_seed = int(seed)
     return cfg
@@ -60,10 +65,11 @@ def default_run_dir(cfg: Any) -> Path:
     return REPO_ROOT / "runs" / cfg.name
 
 
-def default_figures_dir(cfg: Any) -> Path:
-    from tal_kit.config import REPO_ROOT
+def default_figures_dir(cfg: Any, run_dir: str | Path | None = None) -> Path:
+    """Where a run's figures go unless told otherwise (see tal_kit.config.figures_dir_for)."""
+    from tal_kit.config import figures_dir_for
 
-    return REPO_ROOT / "figures" / cfg.name
+    return figures_dir_for(cfg, run_dir)
 
 
 def build_train_loader(dataset: Any, cfg: Any, ctx: DistContext,
@@ -160,7 +166,12 @@ def write_final_outputs(trainer: Trainer, cfg: Any, *, data_root: Any = None, re
         if trainer.ctx.is_main:
             best = trainer.best()
             if best is not None and best["epoch"] != epoch:
-                best_state = (best["epoch"], load_checkpoint(trainer.checkpoint_dir / "best.pt")["ema"])
+                best_path = trainer.checkpoint_dir / "best.pt"
+                checkpoint = load_checkpoint(best_path)
+                if checkpoint["epoch"] != best["epoch"]:  # never write one epoch's detections under another's name
+                    raise CheckpointError(f"{best_path} holds epoch {checkpoint['epoch']}, but the best evaluated "
+                                          f"epoch is {best['epoch']}; resume the run to repair it, or use --report last")
+                best_state = (best["epoch"], checkpoint["ema"])
         best_state = broadcast_object(trainer.ctx, best_state)
         if best_state is not None:
             epoch, state = best_state
@@ -190,7 +201,8 @@ def train(config: Any = "demo", overrides: Sequence[str] = (), *, data_root: Any
         stop_after: train at most this many epochs in this call (an interruption you can resume).
         seed: >= 0 replaces ``init_rand_seed``.
         callbacks: objects with ``on_iteration(record)`` / ``on_epoch_end(record)`` (e.g. a live plot).
-        figures_dir: where the training curves are drawn (default figures/<preset>).
+        figures_dir: where the training curves are drawn (default figures/<preset> for the preset's default run
+            folder, else RUN_DIR/figures: see tal_kit.config.figures_dir_for).
 
     Returns the training summary (as in train_summary.json) plus "run_dir" and "final" (the written metrics).
     """
@@ -198,30 +210,49 @@ def train(config: Any = "demo", overrides: Sequence[str] = (), *, data_root: Any
     if report not in REPORT_CHOICES:
         raise ValueError(f"report must be one of {REPORT_CHOICES}, got {report!r}")
     ctx = init_distributed(device)
+    run_dir = Path(run_dir) if run_dir is not None else default_run_dir(cfg)
+    # Rank 0 holds the run directory for the whole run (a second training into it is refused, naming this one).
+    lock = RunLock(run_dir, command=f"train --config {cfg.name}") if ctx.is_main else nullcontext()
     try:
-        trainer = build_trainer(cfg, data_root=data_root, run_dir=run_dir, ctx=ctx, callbacks=callbacks,
-                                progress=progress)
-        last = trainer.checkpoint_dir / "last.pt"
-        if last.exists() and not resume:
-            raise CheckpointError(f"{last} exists: pass resume=True (--resume) to continue that run, or choose "
-                                  "another run directory")
-        if resume and last.exists():
-            trainer.resume(last)
-        summary = trainer.fit(stop_after=stop_after)
-        final = None
-        if summary["finished"]:
-            final = write_final_outputs(trainer, cfg, data_root=data_root, report=report, progress=progress)
-        if ctx.is_main:
-            summary["report"] = report
-            write_json_atomic(trainer.run_dir / "train_summary.json", summary)
-            if summary["finished"]:
-                from tal_kit.training.curves import plot_training_curves
-                target = Path(figures_dir) if figures_dir is not None else default_figures_dir(cfg)
-                plot_training_curves(trainer.run_dir, save_to=target / "training_curves.png", close=True)
-        barrier(ctx)
-        return {**summary, "run_dir": str(trainer.run_dir), "final": final}
+        with lock as held:
+            if isinstance(held, RunLock) and held.previous:  # the last holder died without releasing (killed?)
+                print(f"note: the previous training in {run_dir} ({describe_holder(held.previous)}) did not end "
+                      f"cleanly; its lock was stale", file=sys.stderr)
+            return _train_locked(cfg, ctx, data_root=data_root, run_dir=run_dir, resume=resume, report=report,
+                                 stop_after=stop_after, callbacks=callbacks, progress=progress,
+                                 figures_dir=figures_dir)
     finally:
         shutdown(ctx)
+
+
+def _train_locked(cfg: Any, ctx: DistContext, *, data_root: Any, run_dir: Path, resume: bool, report: str,
+                  stop_after: int | None, callbacks: Sequence[TrainCallback], progress: bool,
+                  figures_dir: str | Path | None) -> dict[str, Any]:
+    """The body of :func:`train`, run while this process holds the run directory's lock."""
+    if ctx.is_main:
+        for folder in (run_dir, run_dir / "checkpoints"):
+            remove_stale_temporaries(folder)  # left by a run that was killed while writing
+    trainer = build_trainer(cfg, data_root=data_root, run_dir=run_dir, ctx=ctx, callbacks=callbacks,
+                            progress=progress)
+    last = trainer.checkpoint_dir / "last.pt"
+    if last.exists() and not resume:
+        raise CheckpointError(f"{last} exists: pass resume=True (--resume) to continue that run, or choose "
+                              "another run directory")
+    if resume and last.exists():
+        trainer.resume(last)
+    summary = trainer.fit(stop_after=stop_after)
+    final = None
+    if summary["finished"]:
+        final = write_final_outputs(trainer, cfg, data_root=data_root, report=report, progress=progress)
+    if ctx.is_main:
+        summary["report"] = report
+        write_json_atomic(trainer.run_dir / "train_summary.json", summary)
+        if summary["finished"]:
+            from tal_kit.training.curves import plot_training_curves
+            target = Path(figures_dir) if figures_dir is not None else default_figures_dir(cfg, run_dir)
+            plot_training_curves(trainer.run_dir, save_to=target / "training_curves.png", close=True)
+    barrier(ctx)
+    return {**summary, "run_dir": str(trainer.run_dir), "final": final}
 
 
 def cli_train(argv: list[str]) -> int:
@@ -241,7 +272,8 @@ def cli_train(argv: list[str]) -> int:
                         help="epoch whose detections/metrics are written: last (default) or best")
     parser.add_argument("--seed", type=int, default=None, help="replace init_rand_seed")
     parser.add_argument("--stop-after", type=int, default=None, help="train at most this many epochs now")
-    parser.add_argument("--figures-dir", help="where the training curves go (default figures/<preset>)")
+    parser.add_argument("--figures-dir", help="where the training curves go (default figures/<preset> for "
+                        "runs/<preset>, else RUN_DIR/figures)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     try:

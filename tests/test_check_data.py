@@ -88,3 +88,24 @@ def test_thumos_dry_run_uses_the_real_file_and_reference_grid(tmp_path, thumos_j
         assert abs(ref - mae) <= 3  # different lengths: the run must resample MAE onto the I3D grid
     report = check_data("thumos14", tmp_path / "th", ["dataset.missing_features=skip"], progress=False)
     assert report.ok and report.checked_files == 8
+
+
+@pytest.mark.parametrize("headers_only", [False, True])
+def test_empty_and_integer_feature_files(hacs_folder, headers_only):
+    """--headers-only passed a file of 0 time steps (training then fails on it); integer features were cast to
+    float32 without a word (quantised features, or labels saved by mistake, deserve a look)."""
+    root, info = hacs_folder
+    _only_chosen(root, info)
+    cfg = load_config("hacs")
+    empty, integer = info["videos"][:2]
+    folder = root / "features"
+    write_feature_file(feature_path(folder, empty, "v_", ".pkl"), np.zeros((0, cfg.dataset.input_dim), np.float32))
+    length = feature_length(feature_path(folder, integer, "v_", ".pkl"))
+    write_feature_file(feature_path(folder, integer, "v_", ".pkl"),
+                       np.ones((length, cfg.dataset.input_dim), np.int32))
+    report = check_data("hacs", root, progress=False, scan_values=not headers_only)
+    assert not report.ok
+    unusable = report.errors["feature file unusable"]
+    assert len(unusable) == 1 and empty in unusable[0] and "holds no time steps" in unusable[0]
+    (kind, items), = [(k, v) for k, v in report.warnings.items() if k.startswith("integer feature values")]
+    assert items == [f"{feature_path(folder, integer, 'v_', '.pkl')}: int32"]

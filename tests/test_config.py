@@ -190,3 +190,50 @@ def test_cli_config_error_is_clear():
     proc = subprocess.run([sys.executable, "-m", "tal_kit", "config", "show", "anet", "--set", "opt.epoch=3"],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "did you mean 'epochs'" in proc.stderr
+
+
+@pytest.mark.parametrize("override, message", [
+    # issue 15 item 3: a negative warmup made total_epochs 0, and a 0-epoch run reported finished: true
+    ("opt.warmup_epochs=-1", r"opt\.warmup_epochs must be >= 0, got -1"),
+    ("opt.learning_rate=1e400", r"opt\.learning_rate must be a finite number, got inf"),
+    ("opt.learning_rate=.inf", r"opt\.learning_rate must be a finite number"),
+    ("opt.learning_rate=1000", r"opt\.learning_rate must be in \(0, 1\], got 1000"),
+    ("opt.learning_rate=0", r"opt\.learning_rate must be in \(0, 1\]"),
+    ("loader.batch_size=0", r"loader\.batch_size must be >= 1, got 0"),
+    ("loader.num_workers=-2", r"loader\.num_workers must be >= 0"),
+    ("opt.epochs=0", r"opt\.epochs must be >= 1"),
+    ("test_cfg.iou_threshold=1.5", r"test_cfg\.iou_threshold must be in \[0, 1\], got 1\.5"),
+    ("test_cfg.pre_nms_thresh=-0.1", r"test_cfg\.pre_nms_thresh must be in \[0, 1\]"),
+    ("train_cfg.cls_prior_prob=1", r"train_cfg\.cls_prior_prob must be in \(0, 1\)"),
+    ("dataset.trunc_thresh=.nan", r"dataset\.trunc_thresh must be a finite number, got nan"),
+    ("trainer.checkpoint_every=0", r"trainer\.checkpoint_every must be >= 1"),
+])
+def test_numeric_ranges_name_the_key(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config("demo", [override])
+
+
+def test_range_edges_that_are_allowed():
+    cfg = load_config("demo", ["opt.warmup_epochs=0", "loader.num_workers=0", "test_cfg.iou_threshold=1",
+                               "opt.learning_rate=1", "trainer.ema_decay=0"])
+    assert cfg.opt.total_epochs == cfg.opt.epochs and cfg.test_cfg.iou_threshold == 1.0
+
+
+def test_cli_config_show_rejects_what_train_would():
+    """`config show` and `train` share one validation: batch size 0 is refused by both, with exit 2."""
+    proc = subprocess.run([sys.executable, "-m", "tal_kit", "config", "show", "demo", "--set", "loader.batch_size=0"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "loader.batch_size must be >= 1, got 0" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_overrides_given_as_one_string_are_one_override():
+    """A notebook's `overrides` parameter set from the papermill command line arrives as a string: iterating it
+    gave one 'override' per character ('o', 'p', ...)."""
+    from tal_kit.train import resolve_config
+
+    assert load_config("demo", "opt.epochs=3").opt.epochs == 3
+    assert resolve_config("demo", "loader.batch_size=2").loader.batch_size == 2
+    assert load_config("demo", "").opt.epochs == load_config("demo").opt.epochs
+    with pytest.raises(ConfigError, match="overrides must be a list"):
+        load_config("demo", [3])

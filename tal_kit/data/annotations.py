@@ -138,6 +138,9 @@ def _read_json(path: Path) -> dict:
             return json.load(f, object_pairs_hook=_object_hook)
     except FileNotFoundError:
         raise AnnotationError(f"annotation file {path} does not exist") from None
+    except UnicodeDecodeError as err:
+        raise AnnotationError(f"{path}: not a text JSON file (byte {err.start} is not UTF-8); is it the annotation "
+                              f"JSON?") from None
     except json.JSONDecodeError as err:
         raise AnnotationError(f"{path}: not valid JSON ({err})") from None
 

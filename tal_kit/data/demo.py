@@ -38,6 +38,7 @@ from typing import Sequence
 
 import numpy as np
 
+from tal_kit.atomic import remove_stale_temporaries, temp_prefix
 from tal_kit.data.features import feature_path, write_feature_file
 from tal_kit.data.grid import FeatureGrid
 
@@ -379,7 +380,8 @@ def generate_demo_dataset(out: str | Path, spec: DemoSpec | None = None, *, over
                                   f"replace it")
     started = time.perf_counter()
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    remove_stale_temporaries(out.parent, out.name)  # a generation killed earlier left its half-built folder
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(out.name), dir=out.parent))
     try:
         plans = plan_videos(spec)
         (tmp / "features").mkdir()

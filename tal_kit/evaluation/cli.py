@@ -14,7 +14,7 @@ from tal_kit.evaluation.fusion import FusionError, fuse_scores, load_class_score
 from tal_kit.evaluation.ground_truth import DEDUP_MODES
 from tal_kit.evaluation.metrics import EvaluationError, evaluate_detections
 
-__all__ = ["cli_evaluate", "parse_tiou_thresholds"]
+__all__ = ["cli_evaluate", "parse_tiou_thresholds", "parse_top_k", "unusual_detections"]
 
 
 def parse_tiou_thresholds(text: str) -> list[float]:
@@ -25,14 +25,56 @@ def parse_tiou_thresholds(text: str) -> list[float]:
     text = text.strip()
     try:
         if ":" not in text:
-            return [float(x) for x in text.split(",") if x.strip()]
-        start, stop, step = (float(x) for x in text.split(":"))
+            values = [float(x) for x in text.split(",") if x.strip()]
+        else:
+            start, stop, step = (float(x) for x in text.split(":"))
     except ValueError:
         raise ValueError(f"--tiou {text!r}: expected start:stop:step or a comma-separated list of numbers") from None
+    if ":" not in text:
+        return _check_tiou(values, text)
     steps = (stop - start) / step if step > 0 else -1.0
     if steps < 0 or abs(steps - round(steps)) > 1e-6:
         raise ValueError(f"--tiou {text!r}: the range must go up from start to stop in whole steps")
-    return [round(start + i * step, 10) for i in range(int(round(steps)) + 1)]
+    return _check_tiou([round(start + i * step, 10) for i in range(int(round(steps)) + 1)], text)
+
+
+def _check_tiou(values: list[float], text: str) -> list[float]:
+    if not values:
+        raise ValueError(f"--tiou {text!r}: no thresholds given")
+    bad = [v for v in values if not (math.isfinite(v) and 0 < v <= 1)]
+    if bad:
+        raise ValueError(f"--tiou {text!r}: tIoU thresholds are overlaps in (0, 1], got {bad[0]:g}")
+    return values
+
+
+def parse_top_k(text: str) -> list[int]:
+    """``"1,5"`` -> [1, 5]: the k of the recall at k x #GT, whole numbers >= 1."""
+    try:
+        values = [int(k) for k in text.split(",") if k.strip()]
+    except ValueError:
+        raise ValueError(f"--top-k {text!r}: expected comma-separated whole numbers >= 1, e.g. 1,5") from None
+    if not values or min(values) < 1:
+        raise ValueError(f"--top-k {text!r}: each k must be a whole number >= 1, e.g. 1,5")
+    return values
+
+
+def unusual_detections(records: list, detections: Detections) -> str | None:
+    """One line summarising detections the evaluation accepts but a user should know about: videos that are not in
+    the evaluated ground truth (false positives, as in the official code) and segments starting before 0 s."""
+    known = np.array(sorted({r.video_id for r in records}), dtype=str)
+    outside = ~np.isin(detections.video_ids, known)
+    negative = detections.starts < 0
+    parts = []
+    if outside.any():
+        videos = np.unique(detections.video_ids[outside])
+        parts.append(f"{int(outside.sum())} detection(s) of {len(videos)} video(s) not in the evaluated ground "
+                     f"truth (e.g. {str(detections.video_ids[outside][0])!r}) count as false positives, as in the "
+                     f"official evaluation")
+    if negative.any():
+        first = int(np.flatnonzero(negative)[0])
+        parts.append(f"{int(negative.sum())} detection(s) start before 0 s (e.g. video "
+                     f"{str(detections.video_ids[first])!r}, start {detections.starts[first]:.3f} s)")
+    return "; ".join(parts) or None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -72,7 +114,7 @@ def cli_evaluate(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     try:
         thresholds = parse_tiou_thresholds(args.tiou)
-        top_k = [int(k) for k in args.top_k.split(",") if k.strip()]
+        top_k = parse_top_k(args.top_k)
         db = load_annotations(args.gt)
         records = db.select([s.strip() for s in args.subset.split(",") if s.strip()])
         detections = Detections.from_results_json(args.pred, db.label_names, unknown_labels=args.unknown_labels)
@@ -82,9 +124,12 @@ def cli_evaluate(argv: list[str]) -> int:
                                      source=args.class_scores)
         result = evaluate_detections(records, detections, thresholds, label_names=db.label_names,
                                      dedup_gt=args.dedup_gt, unknown_labels=args.unknown_labels, top_k=top_k)
+        note = unusual_detections(records, detections)
     except (AnnotationError, DetectionsError, EvaluationError, FusionError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if note:
+        print(f"warning: {args.pred}: {note}", file=sys.stderr)
     if args.output:
         write_json_atomic(args.output, result.to_dict(), indent=1)
     if args.json:

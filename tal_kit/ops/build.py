@@ -3,7 +3,10 @@
 Variants: "cuda" (C++ and CUDA kernels; built wherever nvcc and a CUDA build of torch exist, with or without a GPU)
 and "cpu" (C++ kernels only). The build is cached under ``$TAL_KIT_EXT_DIR`` (default ``~/.cache/tal_kit/ext``), in
 a folder keyed by the torch, CUDA and Python versions, the CUDA architectures and a hash of the sources and flags;
-torch's file lock keeps concurrent builds from colliding. When nothing can be built, one warning says why and the
+torch's file lock keeps concurrent builds from colliding. A cached library is loaded directly (no ninja, so a
+read-only cache of prebuilt extensions works, compiler or not) and only after its size and SHA-256 match the record
+written when it was built: a truncated .so would otherwise kill the process with SIGBUS. A damaged build is rebuilt
+with one warning, or skipped in a read-only cache. When nothing can be built, one warning says why and the
 pure-torch NMS (tal_kit/ops/vectorized.py) takes over.
 
 Environment: ``TAL_KIT_NMS_EXT`` = "auto" (default) | "cpu" (never compile CUDA) | "off" (never build: pure torch);
@@ -146,16 +149,119 @@ def _compiler_problem() -> str | None:
     return None
 
 
+RECORD_NAME = "tal_kit_build.json"
+
+
+class DamagedBuildError(RuntimeError):
+    """A cached build that cannot be used and cannot be rebuilt in place (e.g. a read-only cache)."""
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def elf_problem(path: Path) -> str | None:
+    """Why ``path`` is not a complete 64-bit little-endian ELF file (None when its headers and section table fit
+    inside it). Loading a truncated shared library can kill the process with SIGBUS, so look before loading."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            header = handle.read(64)
+    except OSError as err:
+        return f"unreadable ({err.strerror})"
+    if len(header) < 64 or header[:4] != b"\x7fELF":
+        return f"not a shared library ({size} bytes)"
+    if header[4] != 2 or header[5] != 1:
+        return "not a 64-bit little-endian ELF file"
+    phoff, shoff = int.from_bytes(header[32:40], "little"), int.from_bytes(header[40:48], "little")
+    phentsize, phnum = int.from_bytes(header[54:56], "little"), int.from_bytes(header[56:58], "little")
+    shentsize, shnum = int.from_bytes(header[58:60], "little"), int.from_bytes(header[60:62], "little")
+    needed = max(phoff + phentsize * phnum, shoff + shentsize * shnum)
+    if needed > size:
+        return f"truncated: {size} bytes, its headers say at least {needed}"
+    return None
+
+
+def cached_build_problem(folder: Path, library: Path) -> str | None:
+    """None when ``library`` is the file recorded at build time (size and SHA-256); else what is wrong with it."""
+    try:
+        record = json.loads((folder / RECORD_NAME).read_text())
+    except (OSError, ValueError):
+        return f"no build record {RECORD_NAME} (the build was interrupted)"
+    if "sha256" not in record:  # recorded before hashes were kept: check the file's structure instead
+        return elf_problem(library)
+    size = library.stat().st_size
+    if size != record.get("size"):
+        return f"{library.name} is {size} bytes, the build recorded {record.get('size')} (truncated or replaced)"
+    if _sha256(library) != record["sha256"]:
+        return f"{library.name} does not match the checksum recorded at build time"
+    return None
+
+
+def _writable(folder: Path) -> bool:
+    return os.access(folder, os.W_OK)
+
+
+def _has_cached_build(variant: str) -> bool:
+    if variant == "cuda" and not torch.version.cuda:
+        return False
+    folder = build_dir(variant)
+    return (folder / f"tal_kit_nms_{variant}_{folder.name.split('-')[-1]}.so").exists()
+
+
+def _import_library(name: str, library: Path) -> ModuleType:
+    """Load a verified cached build directly (no ninja: works in a read-only cache and never relinks)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, library)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _write_record(folder: Path, record: dict) -> None:
+    record_path = folder / RECORD_NAME
+    tmp = record_path.with_name(f"{record_path.name}.{os.getpid()}.tmp")  # several processes may finish at once
+    tmp.write_text(json.dumps(record, indent=1))
+    tmp.replace(record_path)
+
+
 def compile_extension(variant: str, *, verbose: bool = False, force: bool = False) -> tuple[ModuleType, dict]:
-    """Compile (or load the cached build of) one variant. Raises when the build fails."""
+    """Compile (or load the cached build of) one variant. Raises when the build fails.
+
+    A cached library is loaded only after it is checked against the size and SHA-256 recorded when it was built;
+    a damaged one is rebuilt with one warning, or, in a cache we may not write, DamagedBuildError is raised.
+    """
     from torch.utils import cpp_extension
 
     folder = build_dir(variant)
     if force and folder.exists():
         shutil.rmtree(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     name = f"tal_kit_nms_{variant}_{folder.name.split('-')[-1]}"
-    cached = (folder / f"{name}.so").exists()
+    library = folder / f"{name}.so"
+    if library.exists():
+        problem = cached_build_problem(folder, library)
+        if problem is None:
+            started = time.perf_counter()
+            module = _import_library(name, library)
+            record = json.loads((folder / RECORD_NAME).read_text())
+            record.update(build_dir=str(folder), load_seconds=round(time.perf_counter() - started, 2), cached=True)
+            return module, record
+        if not _writable(folder):
+            raise DamagedBuildError(f"the cached build in {folder} is damaged ({problem}) and that folder is "
+                                    f"read-only; run `python -m tal_kit build-ext --force` where it is writable, or "
+                                    f"set TAL_KIT_EXT_DIR to a writable folder")
+        warnings.warn(f"tal_kit NMS: the cached build in {folder} is damaged ({problem}); rebuilding it "
+                      f"(`python -m tal_kit build-ext --force` does the same ahead of time)", RuntimeWarning,
+                      stacklevel=3)
+        library.unlink(missing_ok=True)
+        (folder / RECORD_NAME).unlink(missing_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    cached = False
     saved_env = {key: os.environ.get(key) for key in ("TORCH_CUDA_ARCH_LIST", "CUDA_HOME")}
     saved_home = cpp_extension.CUDA_HOME
     sources = CUDA_SOURCES if variant == "cuda" else CPU_SOURCES
@@ -179,15 +285,12 @@ def compile_extension(variant: str, *, verbose: bool = False, force: bool = Fals
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-    record_path = folder / "tal_kit_build.json"
-    if not cached or not record_path.exists():
-        record = {"variant": variant, "compile_seconds": round(seconds, 2), "torch": torch.__version__,
-                  "cuda": torch.version.cuda, "cuda_arch_list": cuda_arch_list() if variant == "cuda" else None,
-                  "built_at": time.strftime("%Y-%m-%d %H:%M:%S")}
-        tmp = record_path.with_name(f"{record_path.name}.{os.getpid()}.tmp")  # several processes may finish at once
-        tmp.write_text(json.dumps(record, indent=1))
-        tmp.replace(record_path)
-    record = json.loads(record_path.read_text())
+    # Recorded after a complete build only: a library without a matching record is never trusted.
+    record = {"variant": variant, "compile_seconds": round(seconds, 2), "torch": torch.__version__,
+              "cuda": torch.version.cuda, "cuda_arch_list": cuda_arch_list() if variant == "cuda" else None,
+              "built_at": time.strftime("%Y-%m-%d %H:%M:%S"), "library": library.name,
+              "size": library.stat().st_size, "sha256": _sha256(library)}
+    _write_record(folder, record)
     record.update(build_dir=str(folder), load_seconds=round(seconds, 2), cached=cached)
     return module, record
 
@@ -200,6 +303,8 @@ class _State:
 
 
 def _failure_summary(error: BaseException) -> str:
+    if isinstance(error, DamagedBuildError):
+        return str(error)  # already one line naming the folder and the remedy
     text = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
     compiler_errors = [line for line in text if "error:" in line.lower() or "error :" in line.lower()]
     lines = compiler_errors or text or [type(error).__name__]
@@ -218,16 +323,24 @@ def load_extension() -> ModuleType | None:
         problem = _compiler_problem() if setting != "off" else "TAL_KIT_NMS_EXT=off"
         cuda_ok, cuda_why = cuda_build_possible()
         notes = []
-        if problem is None:
-            for variant in (["cuda"] if cuda_ok else []) + ["cpu"]:
-                try:
-                    _State.module, record = compile_extension(variant)
-                    info.update(record)
-                    break
-                except Exception as error:  # compiler errors come as RuntimeError/CalledProcessError/OSError
-                    notes.append(f"the {variant} build failed: {_failure_summary(error)}")
-            if _State.module is None:
-                problem = "; ".join(notes)
+        variants = ["cuda", "cpu"] if cuda_ok or (setting != "cpu" and _has_cached_build("cuda")) else ["cpu"]
+        if problem is not None and setting != "off":
+            # No compiler: a prebuilt extension in the cache (a read-only one, say) still serves.
+            variants = [v for v in variants if _has_cached_build(v)]
+        elif setting == "off":
+            variants = []
+        for variant in variants:
+            try:
+                _State.module, record = compile_extension(variant)
+                info.update(record)
+                problem = None
+                break
+            except Exception as error:  # compiler errors come as RuntimeError/CalledProcessError/OSError
+                notes.append(f"the {variant} build failed: {_failure_summary(error)}")
+                if isinstance(error, DamagedBuildError):
+                    break  # a read-only cache: nothing else can be built there either
+        if _State.module is None and notes:
+            problem = "; ".join(notes)
         info["cuda_build"] = cuda_why if cuda_ok else f"not built: {cuda_why}"
         if notes and _State.module is not None:
             warnings.warn(f"tal_kit NMS: {notes[0]}; using the C++ CPU kernels (GPU tensors are processed on the "

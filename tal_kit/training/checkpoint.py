@@ -12,6 +12,9 @@ when loading a file someone sent you):
     optimizer, scheduler     their state dicts
     rng                      one RNG state per training process (see seeding.capture_rng_state)
     metrics                  the epoch's evaluation summary, or None when it was not evaluated
+    history                  one evaluation summary per evaluated epoch so far (best.pt is checked against it)
+    log                      every metrics.jsonl line so far: on resume the log is rewritten from it, so it agrees
+                             with the checkpoint after a kill at any moment
 """
 from __future__ import annotations
 
@@ -45,8 +48,33 @@ def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any]) -> Path:
     if missing:
         raise ValueError(f"checkpoint state for {path} lacks {missing}")
     with atomic_open(path, "wb") as handle:
-        torch.save(payload, handle)
+        writer = _ErrorKeepingWriter(handle)
+        try:
+            torch.save(payload, writer)
+        except (RuntimeError, OSError) as exc:
+            if writer.error is not None:  # torch reports a failed write as "unexpected pos N vs M": say what it was
+                raise OSError(writer.error.errno, writer.error.strerror, str(path)) from exc
+            raise
     return Path(path)
+
+
+class _ErrorKeepingWriter:
+    """A file wrapper that remembers the OSError of a failed write (e.g. ENOSPC: the disk is full), which torch's
+    zip writer would otherwise replace by a message about stream positions."""
+
+    def __init__(self, handle: Any):
+        self.handle = handle
+        self.error: OSError | None = None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.handle.write(data)
+        except OSError as err:
+            self.error = err
+            raise
+
+    def flush(self) -> None:
+        self.handle.flush()
 
 
 def read_checkpoint_file(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:

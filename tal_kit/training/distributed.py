@@ -33,16 +33,24 @@ class DistContext:
         return self.world_size > 1
 
 
+class DeviceError(RuntimeError):
+    """The requested device does not exist here."""
+
+
 def resolve_device(device: str | torch.device = "auto", local_rank: int = 0) -> torch.device:
     """"auto" -> cuda:<local_rank> when a GPU is visible, else cpu; "cuda" -> cuda:<local_rank>; else as given."""
-    device = str(device)
+    device = requested = str(device)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda":
         device = f"cuda:{local_rank}"
-    resolved = torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise DeviceError(f"--device {requested}: not a device name; use auto, cpu, cuda or cuda:N") from None
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device!r} was requested but no CUDA device is available (use device='cpu')")
+        raise DeviceError(f"--device {requested}: no CUDA device is visible here; use --device cpu, or auto (a GPU "
+                          f"when there is one)")
     return resolved
 
 

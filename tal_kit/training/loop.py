@@ -109,6 +109,10 @@ class Trainer:
         self.epoch = 0           # the next epoch to train
         self.global_step = 0     # optimizer steps taken
         self.history: list[dict[str, Any]] = []  # one entry per evaluated epoch
+        # Every line of metrics.jsonl so far (rank 0). The checkpoint holds them too, so that after a kill at any
+        # moment the log is rewritten to agree exactly with the checkpoint the run resumes from.
+        self.log_records: list[dict[str, Any]] = []
+        self._log_synced = False  # metrics.jsonl rewritten from log_records in this process
         if settings.amp not in ("none", "bf16"):
             raise ValueError(f"trainer.amp must be 'none' or 'bf16', got {settings.amp!r}")
 
@@ -138,8 +142,48 @@ class Trainer:
         self.global_step = int(checkpoint["global_step"])
         self.history = list(checkpoint.get("history", []))
         if self.ctx.is_main:
-            self._truncate_metrics_log(self.epoch)
+            if "log" in checkpoint:
+                self.log_records = list(checkpoint["log"])
+                self._rewrite_metrics_log()
+            else:  # a checkpoint written before the log was stored in it
+                self._truncate_metrics_log(self.epoch)
+                self._log_synced = True
+            self._repair_best(path, checkpoint)
+            self._repair_epoch_copy(path, int(checkpoint["epoch"]))
         return self.epoch
+
+    def _repair_epoch_copy(self, path: Path, epoch: int) -> None:
+        """A kill between saving last.pt and linking epoch_XXX.pt loses that epoch's copy: make it from last.pt."""
+        final = epoch + 1 == self.settings.epochs
+        target = self.checkpoint_dir / f"epoch_{epoch:03d}.pt"
+        if ((epoch + 1) % max(self.settings.checkpoint_every, 1) == 0 or final) and not target.exists() \
+                and path.resolve() == (self.checkpoint_dir / "last.pt").resolve():
+            _link_or_copy(path, target)
+
+    def _rewrite_metrics_log(self) -> None:
+        """metrics.jsonl := exactly the lines of ``log_records`` (drops what an interrupted epoch appended, restores
+        what a kill between checkpoint and log lost, and starts a fresh run on an empty log)."""
+        write_text_atomic(self.metrics_path, "".join(json.dumps(r) + "\n" for r in self.log_records))
+        self._log_synced = True
+
+    def _repair_best(self, path: Path, checkpoint: Mapping[str, Any]) -> None:
+        """best.pt must hold the best epoch of the history. A kill after last.pt was saved and before best.pt was
+        linked leaves best.pt on an older epoch: the epoch's own file (last.pt or epoch_XXX.pt) replaces it."""
+        best = self.best()
+        if best is None:
+            return
+        target = self.checkpoint_dir / "best.pt"
+        if _checkpoint_epoch(target) == best["epoch"]:
+            return
+        candidates = [path] if int(checkpoint["epoch"]) == best["epoch"] else []
+        candidates.append(self.checkpoint_dir / f"epoch_{best['epoch']:03d}.pt")
+        for source in candidates:
+            if _checkpoint_epoch(source) == best["epoch"]:
+                _link_or_copy(source, target)
+                return
+        raise CheckpointError(f"{target}: should hold the best epoch {best['epoch']} of {path}'s history, but "
+                              f"holds epoch {_checkpoint_epoch(target)}, and no checkpoint of epoch {best['epoch']} "
+                              f"is left to restore it from; use --report last")
 
     def _truncate_metrics_log(self, next_epoch: int) -> None:
         """Drop log lines of epochs that were interrupted before their checkpoint (they are trained again)."""
@@ -161,6 +205,8 @@ class Trainer:
         if stop_after is not None:
             last_epoch = min(last_epoch, self.epoch + stop_after)
         epochs = range(self.epoch, last_epoch)
+        if self.ctx.is_main and not self._log_synced:
+            self._rewrite_metrics_log()  # a fresh run: nothing of an earlier, uncheckpointed attempt stays
         for epoch in epochs:
             record = self.train_one_epoch(epoch)
             started = time.perf_counter()
@@ -168,9 +214,11 @@ class Trainer:
             if record["eval"] is not None:
                 record["eval_time_s"] = time.perf_counter() - started
             self.epoch = epoch + 1
+            if self.ctx.is_main:
+                self.log_records.append(_json_record(record))  # saved in the checkpoint, then appended to the log
             self._save(epoch, record["eval"])
             if self.ctx.is_main:
-                self._log(record)
+                self._append_log(self.log_records[-1])
                 write_json_atomic(self.run_dir / "train_summary.json", self.summary())
             for callback in self.callbacks:
                 if hasattr(callback, "on_epoch_end"):
@@ -220,7 +268,8 @@ class Trainer:
             bar.set_postfix(loss=f"{values['final_loss']:.3f}", lr=f"{lr:.2e}", refresh=False)
             if self.ctx.is_main:
                 if self.global_step % self.settings.log_every == 0:
-                    self._log(record)
+                    self.log_records.append(_json_record(record))
+                    self._append_log(self.log_records[-1])
                 for callback in self.callbacks:
                     if hasattr(callback, "on_iteration"):
                         callback.on_iteration(record)
@@ -250,6 +299,7 @@ class Trainer:
             "world_size": self.ctx.world_size, "model": unwrap(self.model).state_dict(),
             "ema": self.ema.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "rng": rng_states, "history": self.history,
+            "log": self.log_records,
             "metrics": {k: v for k, v in eval_summary.items() if _is_json_value(v)} if eval_summary else None,
         }
         last = save_checkpoint(self.checkpoint_dir / "last.pt", state)
@@ -260,11 +310,13 @@ class Trainer:
         if best is not None and best["epoch"] == epoch:
             _link_or_copy(last, self.checkpoint_dir / "best.pt")
 
-    def _log(self, record: dict[str, Any]) -> None:
+    def _append_log(self, record: dict[str, Any]) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        clean = {k: v for k, v in record.items() if _is_json_value(v)}
-        with open(self.metrics_path, "a") as handle:
-            handle.write(json.dumps(clean) + "\n")
+        try:
+            with open(self.metrics_path, "a") as handle:
+                handle.write(json.dumps(record) + "\n")
+        except OSError as err:  # e.g. a full disk: name the file (the checkpoint holds the line; resume restores it)
+            raise OSError(err.errno, err.strerror, str(self.metrics_path)) from err
 
     # ------------------------------------------------------------------ results
     def best(self) -> dict[str, Any] | None:
@@ -286,6 +338,19 @@ class Trainer:
             "last": self.last(), "best": self.best(),
             "history": [{"epoch": h["epoch"], "average_mAP": h.get("average_mAP")} for h in self.history],
         }
+
+
+def _json_record(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a log record that json.dumps and a weights_only checkpoint can hold."""
+    return {k: v for k, v in record.items() if _is_json_value(v)}
+
+
+def _checkpoint_epoch(path: Path) -> int | None:
+    """The epoch a checkpoint file holds, or None when it is missing or unreadable."""
+    try:
+        return int(load_checkpoint(path, map_location="cpu")["epoch"])
+    except (CheckpointError, KeyError, TypeError, ValueError):
+        return None
 
 
 def _is_json_value(value: Any) -> bool:

@@ -19,6 +19,7 @@ from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
+from tal_kit.atomic import remove_stale_temporaries, temp_prefix
 from tal_kit.data.grid import FeatureGrid
 from tal_kit.viz.timeline import VideoDetections
 
@@ -142,7 +143,8 @@ def save_candidates(path: Union[str, Path], candidates: Mapping[str, VideoCandid
     for field in _FIELDS:
         arrays[field] = np.asarray([getattr(c, field) for c in videos], np.float64)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npz", dir=path.parent)
+    remove_stale_temporaries(path.parent, path.name)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.name), suffix=".npz", dir=path.parent)
     os.close(fd)
     try:
         np.savez_compressed(tmp, **arrays)

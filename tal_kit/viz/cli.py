@@ -42,7 +42,7 @@ def write_report(run: Any, cfg: Any, out_dir: Path, *, tiou_threshold: float = 0
 
 def cli_viz(argv: list[str]) -> int:
     """``python -m tal_kit viz --config PRESET [--data-root DIR] [--run-dir DIR] [--out DIR] ...``"""
-    from tal_kit.config import REPO_ROOT, ConfigError, default_data_root, load_config
+    from tal_kit.config import REPO_ROOT, ConfigError, default_data_root, figures_dir_for, load_config
 
     parser = argparse.ArgumentParser(prog="python -m tal_kit viz", description=(
         "Write timelines (one standalone HTML file) and the report figures (AP vs tIoU, per-class AP, PR curves, "
@@ -51,7 +51,8 @@ def cli_viz(argv: list[str]) -> int:
     parser.add_argument("--config", default="demo", help="preset name or YAML file (default: demo)")
     parser.add_argument("--data-root", help="dataset folder (default: data/<preset>)")
     parser.add_argument("--run-dir", help="folder with detections.json / pre_nms_candidates.npz (default: runs/<preset>)")
-    parser.add_argument("--out", help="output folder (default: figures/<preset>)")
+    parser.add_argument("--out", help="output folder (default: figures/<preset> for runs/<preset>, else "
+                        "RUN_DIR/figures)")
     parser.add_argument("--video", action="append", default=[], help="a video to put in the HTML file (repeatable)")
     parser.add_argument("--videos", type=int, default=5, help="without --video: this many videos, most actions first")
     parser.add_argument("--tiou", type=float, default=0.5, help="tIoU of a true positive (default 0.5)")
@@ -63,7 +64,7 @@ def cli_viz(argv: list[str]) -> int:
         cfg = load_config(args.config)
         data_root = Path(args.data_root) if args.data_root else default_data_root(cfg)
         run_dir = Path(args.run_dir) if args.run_dir else REPO_ROOT / "runs" / cfg.name
-        out = Path(args.out) if args.out else REPO_ROOT / "figures" / cfg.name
+        out = figures_dir_for(cfg, run_dir, args.out)  # a run elsewhere draws beside itself, not over figures/<preset>
         run = load_run_outputs(cfg, data_root, run_dir)
         print(run.source)
         known = {record.video_id for record in run.ground_truth}

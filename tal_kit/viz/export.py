@@ -14,6 +14,8 @@ from typing import Mapping, Sequence, Union
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
+from tal_kit.atomic import remove_stale_temporaries, temp_prefix
+
 __all__ = ["export_html", "write_text_atomic"]
 
 FigureSet = Union[go.Figure, Sequence[go.Figure], Mapping[str, go.Figure]]
@@ -26,7 +28,8 @@ def write_text_atomic(path: Union[str, Path], text: str) -> Path:
     """Write ``text`` to ``path`` through a temporary file in the same folder and a rename (never half-written)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_temporaries(path.parent, path.name)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.name), suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf8") as f:
             f.write(text)

@@ -14,6 +14,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 from matplotlib.figure import Figure
 
+from tal_kit.atomic import remove_stale_temporaries, temp_prefix
 from tal_kit.viz.error_analysis import ERROR_TYPE_NAMES, FalsePositiveAnalysis, SensitivityAnalysis
 
 __all__ = ["ap_vs_tiou_figure", "per_class_ap_figure", "pr_curves_figure", "duration_histograms_figure",
@@ -27,7 +28,8 @@ def save_figure(fig: Figure, path: Union[str, Path], dpi: int = 150) -> Path:
     """Save ``fig`` to ``path`` (format from the suffix) through a temporary file and a rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    remove_stale_temporaries(path.parent, path.name)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.name), suffix=path.suffix, dir=path.parent)
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
