@@ -146,8 +146,14 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return mean, std
 
 
-def collect_results(config: str, run_dir: Path, seed_dirs: list[Path]) -> dict[str, Any]:
-    """Gather each seed's last- and best-epoch metrics into one summary (fractions in, percent out)."""
+def collect_results(config: str, run_dir: Path, seed_dirs: list[Path],
+                    metric: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+    """Gather each seed's last- and best-epoch metrics into one summary (fractions in, percent out).
+
+    ``metric`` (a ``MetricKind.to_dict()``) says what the numbers measure; when they are not comparable with the
+    published number (class-agnostic or synthetic), "published" is None and the number moves to
+    "published_not_comparable", so that nothing sets the two side by side.
+    """
     per_seed = []
     for seed_dir in seed_dirs:
         summary = _read_json(seed_dir / "train_summary.json") or {}
@@ -179,8 +185,11 @@ def collect_results(config: str, run_dir: Path, seed_dirs: list[Path]) -> dict[s
             "epochs": [b.get("epoch") for b in blocks],
             "num_seeds": len(blocks),
         }
-    return {"config": config, "run_dir": str(run_dir), "seeds": per_seed, "table": table,
-            "published": PUBLISHED.get(config)}
+    published = PUBLISHED.get(config)
+    comparable = metric is None or metric["comparable_to_published"]
+    return {"config": config, "run_dir": str(run_dir), "metric": metric, "seeds": per_seed, "table": table,
+            "published": published if comparable else None,
+            "published_not_comparable": None if comparable else published}
 
 
 def results_markdown(results: dict[str, Any]) -> str:
@@ -189,9 +198,13 @@ def results_markdown(results: dict[str, Any]) -> str:
     if not table:
         return f"No metrics found under {results['run_dir']} (did notebooks 04-05 write metrics?)."
     thresholds = next(iter(table.values()))["tiou_thresholds"]
-    header = "| " + " | ".join(["row"] + [f"mAP@{t:g}" for t in thresholds] + ["average", "epoch(s)"]) + " |"
-    lines = [f"Results for `{results['config']}` (mAP in %, mean ± std over seeds)", "", header,
-             "|" + "---|" * (len(thresholds) + 3)]
+    metric = results.get("metric") or {}
+    name = metric.get("name", "mAP")
+    header = "| " + " | ".join(["row"] + [f"{name}@{t:g}" for t in thresholds] + ["average", "epoch(s)"]) + " |"
+    lines = [f"Results for `{results['config']}` ({name} in %, mean ± std over seeds)", ""]
+    if metric.get("note"):
+        lines += [f"**{name}**: {metric['note']}.", ""]
+    lines += [header, "|" + "---|" * (len(thresholds) + 3)]
     for which, block in table.items():
         n = block["num_seeds"]
         cells = [f"{m:.2f}" + (f" ± {s:.2f}" if n > 1 else "") for m, s in zip(block["mAP_mean"], block["mAP_std"])]
@@ -204,9 +217,22 @@ def results_markdown(results: dict[str, Any]) -> str:
         cells = [f"{per[f'{t:g}']:.2f}" if f"{t:g}" in per else "–" for t in thresholds]
         lines.append("| " + " | ".join([f"published: {published['source']}"] + cells
                                        + [f"{published['average_mAP']:.2f}", ""]) + " |")
+    elif results.get("published_not_comparable"):
+        other = results["published_not_comparable"]
+        lines.append("| " + " | ".join([f"published: {other['source']} (a different metric: left empty)"]
+                                       + [""] * (len(thresholds) + 2)) + " |")
     lines += ["", "The 'best epoch' row picks the epoch by its mAP on the evaluation split itself, as InternVideo's "
                   "train_eval.py allows (SPEC §A.3); the 'last epoch' row is the unbiased figure."]
     return "\n".join(lines)
+
+
+def metric_of(cfg: Any, data_root: Path) -> dict[str, Any]:
+    """What the run's mAP measures (``MetricKind.to_dict()``), naming the published number it is not comparable to."""
+    from tal_kit.evaluation.metric_kind import metric_kind_for_config
+
+    published = PUBLISHED.get(cfg.name)
+    source = published and f"{published['source'].split(' (')[0]} {published['average_mAP']:.2f}"
+    return metric_kind_for_config(cfg, data_root, published=source).to_dict()
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -251,7 +277,7 @@ def reproduce(config: str, data_root: Optional[str] = None, run_dir: Optional[st
         log(f"{label}: done in {time.time() - t0:.0f} s")
 
     seed_dirs = [out_dir] if seeds == 1 else [out_dir / f"seed_{s}" for s in seed_values]
-    results = collect_results(name, out_dir, seed_dirs)
+    results = collect_results(name, out_dir, seed_dirs, metric_of(cfg, root))
     results["wall_time_s"] = round(time.time() - started, 1)
     results["quick"] = quick
     markdown = results_markdown(results)

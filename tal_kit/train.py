@@ -107,7 +107,8 @@ def make_evaluate_fn(cfg: Any, data_root: Any, ctx: DistContext, progress: bool 
             return None
         result = evaluation.result
         return {"tiou_thresholds": [float(t) for t in result.tiou_thresholds],
-                "mAP": [float(v) for v in result.mAP], "average_mAP": float(result.average_mAP)}
+                "mAP": [float(v) for v in result.mAP], "average_mAP": float(result.average_mAP),
+                "metric": evaluation.metric.name}
 
     return evaluate_fn
 
@@ -263,7 +264,8 @@ def format_summary(result: dict[str, Any]) -> str:
         block = result.get(which)
         if block and block.get("average_mAP") is not None:
             values = " ".join(f"{100 * v:.2f}" for v in block["mAP"])
-            lines.append(f"  {which:>4} epoch {block['epoch']}: average mAP {100 * block['average_mAP']:.2f} % "
+            lines.append(f"  {which:>4} epoch {block['epoch']}: average {block.get('metric', 'mAP')} "
+                         f"{100 * block['average_mAP']:.2f} % "
                          f"(per tIoU: {values})")
     if result.get("final"):
         lines.append(f"  detections.json and metrics.json show the {result.get('report', 'last')} epoch")
