@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from tal_kit.config import REPO_ROOT, ConfigError, default_data_root, load_config
+from tal_kit.run_progress import TrainingProgress, format_duration, notebook_summary
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 PER_SEED_PREFIXES = ("04", "05")  # training and evaluation run once per seed
@@ -99,7 +100,7 @@ def execute(run: NotebookRun, kernel_name: Optional[str] = None, progress_bar: b
     try:
         papermill.execute_notebook(str(run.source), str(run.output), parameters=run.parameters,
                                    kernel_name=kernel_name, progress_bar=progress_bar, cwd=str(REPO_ROOT),
-                                   execution_timeout=cell_timeout)
+                                   execution_timeout=cell_timeout, kernel_manager_class=kernel_manager_class())
     except (CellTimeoutError, DeadKernelError) as err:
         raise NotebookFailed(f"{run.source.name}: {type(err).__name__}: {str(err).strip().splitlines()[0]}\n"
                              f"  the partly executed copy is {run.output}") from err
@@ -107,6 +108,25 @@ def execute(run: NotebookRun, kernel_name: Optional[str] = None, progress_bar: b
         raise NotebookFailed(
             f"{run.source.name} failed in cell {err.cell_index} (execution count {err.exec_count}): "
             f"{err.ename}: {err.evalue}\n  the executed copy with the full traceback is {run.output}") from err
+
+
+def kernel_manager_class() -> type:
+    """nbclient's kernel manager (async: a sync one blocks nbclient's event loop, and cell timeouts never fire),
+    with the kernel's TCP traffic encrypted by CurveZMQ keys when pyzmq and the kernelspec support it.
+
+    ipykernel >= 7 warns on every start that a kernel over TCP without encryption can be eavesdropped; the kernel
+    here is local, but the remedy it names (manager-provisioned Curve keys) costs nothing, so take it.
+    """
+    import zmq
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import default
+
+    class EncryptedKernelManager(AsyncKernelManager):
+        @default("transport_encryption")
+        def _default_transport_encryption(self) -> str:
+            return "auto" if zmq.has("curve") else "disabled"  # "auto": only if the kernelspec declares support
+
+    return EncryptedKernelManager
 
 
 def plan_runs(config: str, data_root: Path, run_dir: Path, seeds: list[Optional[int]], quick: bool,
@@ -249,8 +269,12 @@ def _atomic_write(path: Path, text: str) -> None:
 def reproduce(config: str, data_root: Optional[str] = None, run_dir: Optional[str] = None, quick: bool = False,
               seeds: int = 1, force: bool = False, device: str = "auto", overrides: Optional[list[str]] = None,
               kernel_name: Optional[str] = None, notebook_dir: Path = NOTEBOOK_DIR, cell_timeout: Optional[int] = None,
-              log=print) -> dict[str, Any]:
-    """Run notebooks 01-06 for ``config`` and return the collected results (also written to the run dir)."""
+              log=print, progress_every_s: float = 20.0) -> dict[str, Any]:
+    """Run notebooks 01-06 for ``config`` and return the collected results (also written to the run dir).
+
+    While a notebook trains, progress lines (epoch, step, loss, ETA; each evaluation's mAP) go to ``log`` at most
+    every ``progress_every_s`` seconds; each notebook ends with one summary line.
+    """
     cfg = load_config(config, overrides)  # fail fast on a bad config, before any notebook starts
     name = cfg.name
     root = Path(data_root) if data_root else default_data_root(cfg)
@@ -272,9 +296,12 @@ def reproduce(config: str, data_root: Optional[str] = None, run_dir: Optional[st
             continue
         t0 = time.time()
         log(f"{label}: running -> {run.output}")
-        execute(run, kernel_name=kernel_name, progress_bar=sys.stderr.isatty(), cell_timeout=cell_timeout)
+        nb_run_dir = Path(run.parameters.get("run_dir") or out_dir)
+        with TrainingProgress(nb_run_dir / "metrics.jsonl", log, every_s=progress_every_s):
+            execute(run, kernel_name=kernel_name, progress_bar=False, cell_timeout=cell_timeout)
         upstream_rerun = True
-        log(f"{label}: done in {time.time() - t0:.0f} s")
+        produced = notebook_summary(nb_run_dir, run.source.name)
+        log(f"{label}: done in {format_duration(time.time() - t0)}" + (f"; {produced}" if produced else ""))
 
     seed_dirs = [out_dir] if seeds == 1 else [out_dir / f"seed_{s}" for s in seed_values]
     results = collect_results(name, out_dir, seed_dirs, metric_of(cfg, root))

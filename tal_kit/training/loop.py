@@ -189,6 +189,10 @@ class Trainer:
         sums: dict[str, float] = {}
         num_steps = 0
         start = time.perf_counter()
+        try:
+            steps_per_epoch: int | None = len(self.train_loader)  # type: ignore[arg-type]
+        except TypeError:  # an iterable without a length
+            steps_per_epoch = None
         bar = tqdm(self.train_loader, desc=f"epoch {epoch + 1}/{self.settings.epochs}", leave=False,
                    disable=not (self.settings.progress and self.ctx.is_main), dynamic_ncols=True)
         for batch in bar:
@@ -214,7 +218,8 @@ class Trainer:
             values = {name: float(value.detach()) for name, value in losses.items()}
             for name, value in values.items():
                 sums[name] = sums.get(name, 0.0) + value
-            record = {"type": "iter", "epoch": epoch, "step": self.global_step, "lr": lr, **values}
+            record = {"type": "iter", "epoch": epoch, "step": self.global_step, "lr": lr, **values,
+                      "epochs": self.settings.epochs, "steps_per_epoch": steps_per_epoch}  # for progress/ETA
             if grad_norm is not None:
                 record["grad_norm"] = float(grad_norm)
             bar.set_postfix(loss=f"{values['final_loss']:.3f}", lr=f"{lr:.2e}", refresh=False)
