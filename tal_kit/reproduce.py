@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from tal_kit.config import REPO_ROOT, ConfigError, default_data_root, load_config
+from tal_kit.kernels import kernel_manager_class
 from tal_kit.run_progress import TrainingProgress, format_duration, notebook_summary
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
@@ -108,25 +109,6 @@ def execute(run: NotebookRun, kernel_name: Optional[str] = None, progress_bar: b
         raise NotebookFailed(
             f"{run.source.name} failed in cell {err.cell_index} (execution count {err.exec_count}): "
             f"{err.ename}: {err.evalue}\n  the executed copy with the full traceback is {run.output}") from err
-
-
-def kernel_manager_class() -> type:
-    """nbclient's kernel manager (async: a sync one blocks nbclient's event loop, and cell timeouts never fire),
-    with the kernel's TCP traffic encrypted by CurveZMQ keys when pyzmq and the kernelspec support it.
-
-    ipykernel >= 7 warns on every start that a kernel over TCP without encryption can be eavesdropped; the kernel
-    here is local, but the remedy it names (manager-provisioned Curve keys) costs nothing, so take it.
-    """
-    import zmq
-    from jupyter_client.manager import AsyncKernelManager
-    from traitlets import default
-
-    class EncryptedKernelManager(AsyncKernelManager):
-        @default("transport_encryption")
-        def _default_transport_encryption(self) -> str:
-            return "auto" if zmq.has("curve") else "disabled"  # "auto": only if the kernelspec declares support
-
-    return EncryptedKernelManager
 
 
 def plan_runs(config: str, data_root: Path, run_dir: Path, seeds: list[Optional[int]], quick: bool,
