@@ -99,6 +99,7 @@ class TrainingProgress:
                     self._first_seen = (now, int(record.get("step", 0)))
                 self._pending = record
             elif record.get("type") == "epoch":
+                self._epochs = record.get("epochs") or self._epochs
                 self._pending = None
                 self.log(self.indent + self.epoch_line(record))
         if self._pending is not None and (final or now - self._last_printed >= self.every_s):

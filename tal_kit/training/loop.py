@@ -231,7 +231,8 @@ class Trainer:
                         callback.on_iteration(record)
         bar.close()
         means = {name: total / max(num_steps, 1) for name, total in sums.items()}
-        return {"type": "epoch", "epoch": epoch, "step": self.global_step, "steps": num_steps,
+        return {"type": "epoch", "epoch": epoch, "epochs": self.settings.epochs, "step": self.global_step,
+                "steps": num_steps,
                 "lr": self.optimizer.param_groups[0]["lr"], "time_s": time.perf_counter() - start, **means}
 
     def _evaluate(self, epoch: int) -> dict[str, Any] | None:
