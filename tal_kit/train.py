@@ -303,10 +303,11 @@ def recipe_markdown(cfg: Any) -> str:
 
 
 def history_markdown(summary: dict[str, Any]) -> str:
-    """Average mAP of every evaluated epoch, with the last and the best marked."""
+    """Average mAP of every evaluated epoch, with the last and the best marked (and named: class-agnostic or not)."""
     best = (summary.get("best") or {}).get("epoch")
     last = (summary.get("last") or {}).get("epoch")
-    lines = ["| epoch | average mAP (%) | |", "|---|---|---|"]
+    metric = next((h["metric"] for h in summary.get("history", []) if h.get("metric")), "mAP")
+    lines = [f"| epoch | average {metric} (%) | |", "|---|---|---|"]
     for entry in summary.get("history", []):
         marks = [m for m, e in (("last", last), ("best", best)) if e == entry["epoch"]]
         value = entry.get("average_mAP")

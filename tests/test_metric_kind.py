@@ -91,3 +91,23 @@ def test_metrics_json_of_a_class_agnostic_evaluation(tmp_path):
     assert metrics["metric"]["name"] == "class-agnostic mAP" and not metrics["metric"]["comparable_to_published"]
     line = format_metrics_line(metrics)
     assert line.startswith("class-agnostic mAP (%) at tIoU 0.5: 100.00") and "not comparable" in line
+
+
+def test_training_history_and_curves_name_the_metric(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from tal_kit.train import history_markdown
+    from tal_kit.training.curves import plot_training_curves
+
+    summary = {"last": {"epoch": 1}, "best": {"epoch": 0},
+               "history": [{"epoch": 0, "average_mAP": 0.5, "metric": "class-agnostic mAP"},
+                           {"epoch": 1, "average_mAP": 0.25, "metric": "class-agnostic mAP"}]}
+    table = history_markdown(summary)
+    assert table.splitlines()[0] == "| epoch | average class-agnostic mAP (%) | |" and "| 0 | 50.00 | best |" in table
+    assert history_markdown({"history": [{"epoch": 0, "average_mAP": 0.5}]}).startswith("| epoch | average mAP (%)")
+    (tmp_path / "metrics.jsonl").write_text(json.dumps(
+        {"type": "epoch", "epoch": 0, "step": 1, "lr": 0.1, "final_loss": 1.0, "cls_loss": 0.5, "reg_loss": 0.5,
+         "eval": {"tiou_thresholds": [0.5], "mAP": [0.5], "average_mAP": 0.5, "metric": "class-agnostic mAP"}}) + "\n")
+    fig = plot_training_curves(tmp_path)
+    assert fig.axes[2].get_ylabel() == "class-agnostic mAP (%)"

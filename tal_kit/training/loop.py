@@ -290,7 +290,8 @@ class Trainer:
             "epochs_completed": self.epoch, "global_step": self.global_step,
             "finished": self.epoch >= self.settings.epochs, "eval_start_epoch": self.settings.eval_start_epoch,
             "last": self.last(), "best": self.best(),
-            "history": [{"epoch": h["epoch"], "average_mAP": h.get("average_mAP")} for h in self.history],
+            "history": [{"epoch": h["epoch"], "average_mAP": h.get("average_mAP"),
+                         **({"metric": h["metric"]} if "metric" in h else {})} for h in self.history],
         }
 
 
