@@ -57,9 +57,9 @@ def metric_kind(num_classes: int, ext_score_file: Optional[str], *, synthetic: b
     class_agnostic = num_classes == 1 and not ext_score_file
     notes = []
     if class_agnostic:
-        target = f"the published {published}" if published else "published numbers"
+        target = f"the published {published}, which is" if published else "published numbers, which are"
         notes.append("no video-level class scores (test_cfg.ext_score_file), so classification errors are not "
-                     f"counted: not comparable to {target}, which is per-class mAP")
+                     f"counted: not comparable to {target} per-class mAP")
     if synthetic:
         notes.append("synthetic features: a test of the pipeline, not a result")
     return MetricKind(name="class-agnostic mAP" if class_agnostic else "mAP", class_agnostic=class_agnostic,
