@@ -68,6 +68,7 @@ def user_error_message(err: BaseException) -> Optional[str]:
 SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "config": ("tal_kit.__main__", "cli_config", "show a fully resolved config preset"),
     "demo-data": ("tal_kit.data.demo", "cli_demo_data", "generate the embedded synthetic demo dataset"),
+    "fetch": ("tal_kit.fetch", "cli_fetch", "download the VideoMAEv2-g features of thumos14/fineaction (HF hub)"),
     "check-data": ("tal_kit.check_data", "cli_check_data", "validate a real data folder before a long run"),
     "dry-run-data": ("tal_kit.dryrun", "cli_dry_run_data", "real annotation format + synthetic features, for smoke runs"),
     "train": ("tal_kit.train", "cli_train", "train ActionFormer (torchrun for several GPUs/processes)"),

@@ -29,6 +29,7 @@ import numpy as np
 
 from tal_kit.config import Config, load_config, resolve_path
 from tal_kit.data.features import feature_path, write_feature_file
+from tal_kit.evaluation.metric_kind import SYNTHETIC_MARKER
 
 # What a dry run passes to every notebook (besides reproduce's --quick overrides).
 DRY_RUN_OVERRIDES = ["dataset.missing_features=skip", "loader.batch_size=2"]  # a few videos: small batches
@@ -143,8 +144,14 @@ def make_dryrun_data(config: str, out_dir: str | Path, annotation_file: Optional
             length = mae_length
         write_feature_file(feature_path(feat_dir, vid, d.file_prefix, d.file_ext),
                            synthetic_features(length, d.input_dim, steps, rng))
-    return {"config": cfg.name, "annotations": str(json_path), "videos": chosen, "features": str(feat_dir),
+    info = {"config": cfg.name, "annotations": str(json_path), "videos": chosen, "features": str(feat_dir),
             "reference_features": str(ref_dir) if ref_dir else None}
+    # marks the folder's features as synthetic: results computed on it are labelled so (metric_kind.py)
+    marker = out_dir / SYNTHETIC_MARKER
+    tmp = marker.with_name(marker.name + ".tmp")
+    tmp.write_text(json.dumps({"written_by": "python -m tal_kit dry-run-data", **info}, indent=1))
+    os.replace(tmp, marker)
+    return info
 
 
 def cli_dry_run_data(argv: list[str]) -> int:

@@ -141,11 +141,24 @@ def evaluate(detections: Any, ground_truth: Sequence[Any], label_names: Sequence
                                dedup_gt=DEDUP_GT, unknown_labels=UNKNOWN_LABELS)
 
 
-def metrics_summary(result: Any, *, epoch: int | None, which: str | None) -> dict[str, Any]:
-    """The content of metrics.json: fractions (not percent), per-class AP by class name."""
+def metrics_summary(result: Any, *, epoch: int | None, which: str | None,
+                    metric: Any = None) -> dict[str, Any]:
+    """The content of metrics.json: fractions (not percent), per-class AP by class name, and (with ``metric``, a
+    :class:`~tal_kit.evaluation.metric_kind.MetricKind`) what the mAP measures."""
     summary = result.to_dict(per_class=True)
     ordered = {key: summary.pop(key) for key in ("tiou_thresholds", "mAP", "average_mAP", "per_class_ap")}
-    return {**ordered, "epoch": epoch, "which": which, **summary}
+    described = {"metric": metric.to_dict()} if metric is not None else {}
+    return {**described, **ordered, "epoch": epoch, "which": which, **summary}
+
+
+def format_metrics_line(summary: Mapping[str, Any]) -> str:
+    """One line for a console: the mAP per tIoU and the average, named by what they measure."""
+    metric = summary.get("metric") or {}
+    thresholds = " ".join(f"{t:g}" for t in summary["tiou_thresholds"])
+    values = " ".join(f"{100 * v:.2f}" for v in summary["mAP"])
+    line = (f"{metric.get('name', 'mAP')} (%) at tIoU {thresholds}: {values}; "
+            f"average {100 * summary['average_mAP']:.2f}")
+    return line + (f"\n  ({metric['note']})" if metric.get("note") else "")
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -201,9 +214,18 @@ class Evaluation:
     candidates: dict[str, Any] = field(default_factory=dict)  # video_id -> VideoCandidates (grid units)
     epoch: int | None = None
 
+    @property
+    def metric(self) -> Any:
+        """What this evaluation's mAP measures (a :class:`~tal_kit.evaluation.metric_kind.MetricKind`)."""
+        from tal_kit.evaluation.metric_kind import metric_kind_for_config
+
+        return metric_kind_for_config(self.cfg, self.data_root)
+
     def summary(self, which: str | None = None) -> dict[str, Any] | None:
         """The metrics.json content (None without ground truth)."""
-        return None if self.result is None else metrics_summary(self.result, epoch=self.epoch, which=which)
+        if self.result is None:
+            return None
+        return metrics_summary(self.result, epoch=self.epoch, which=which, metric=self.metric)
 
 
 def evaluate_model(model: nn.Module, cfg: Any, *, data_root: Any = None, split: Sequence[str] | None = None,
@@ -349,9 +371,7 @@ def cli_infer(argv: list[str]) -> int:
         return 2
     print(f"wrote {out}")
     if summary is not None:
-        thresholds = " ".join(f"{t:g}" for t in summary["tiou_thresholds"])
-        values = " ".join(f"{100 * v:.2f}" for v in summary["mAP"])
-        print(f"mAP (%) at tIoU {thresholds}: {values}; average {100 * summary['average_mAP']:.2f}")
+        print(format_metrics_line(summary))
     return 0
 
 

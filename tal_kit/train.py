@@ -113,7 +113,8 @@ def make_evaluate_fn(cfg: Any, data_root: Any, ctx: DistContext, progress: bool 
             return None
         result = evaluation.result
         return {"tiou_thresholds": [float(t) for t in result.tiou_thresholds],
-                "mAP": [float(v) for v in result.mAP], "average_mAP": float(result.average_mAP)}
+                "mAP": [float(v) for v in result.mAP], "average_mAP": float(result.average_mAP),
+                "metric": evaluation.metric.name}
 
     return evaluate_fn
 
@@ -295,7 +296,8 @@ def format_summary(result: dict[str, Any]) -> str:
         block = result.get(which)
         if block and block.get("average_mAP") is not None:
             values = " ".join(f"{100 * v:.2f}" for v in block["mAP"])
-            lines.append(f"  {which:>4} epoch {block['epoch']}: average mAP {100 * block['average_mAP']:.2f} % "
+            lines.append(f"  {which:>4} epoch {block['epoch']}: average {block.get('metric', 'mAP')} "
+                         f"{100 * block['average_mAP']:.2f} % "
                          f"(per tIoU: {values})")
     if result.get("final"):
         lines.append(f"  detections.json and metrics.json show the {result.get('report', 'last')} epoch")
@@ -333,10 +335,11 @@ def recipe_markdown(cfg: Any) -> str:
 
 
 def history_markdown(summary: dict[str, Any]) -> str:
-    """Average mAP of every evaluated epoch, with the last and the best marked."""
+    """Average mAP of every evaluated epoch, with the last and the best marked (and named: class-agnostic or not)."""
     best = (summary.get("best") or {}).get("epoch")
     last = (summary.get("last") or {}).get("epoch")
-    lines = ["| epoch | average mAP (%) | |", "|---|---|---|"]
+    metric = next((h["metric"] for h in summary.get("history", []) if h.get("metric")), "mAP")
+    lines = [f"| epoch | average {metric} (%) | |", "|---|---|---|"]
     for entry in summary.get("history", []):
         marks = [m for m, e in (("last", last), ("best", best)) if e == entry["epoch"]]
         value = entry.get("average_mAP")

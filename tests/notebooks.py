@@ -13,8 +13,10 @@ NOTEBOOK_DIR = REPO / "notebooks"
 def run_notebook(notebook: Path, out: Path, **parameters) -> nbformat.NotebookNode:
     """Execute ``notebook`` into ``out`` from the repository root, as the reproduce runner does."""
     papermill = pytest.importorskip("papermill")
+    from tal_kit.kernels import kernel_manager_class
+
     papermill.execute_notebook(str(notebook), str(out), parameters=parameters, kernel_name="python3",
-                               progress_bar=False, cwd=str(REPO))
+                               progress_bar=False, cwd=str(REPO), kernel_manager_class=kernel_manager_class())
     return nbformat.read(str(out), as_version=4)
 
 

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tarfile
 import types
+import warnings
 from pathlib import Path
 
 ORACLE_VERSION = "1.5.0"
@@ -54,7 +55,11 @@ def import_module(name: str) -> types.ModuleType:
         pkg = types.ModuleType("actionformer")
         pkg.__path__ = [str(pkg_dir)]
         sys.modules["actionformer"] = pkg
-    return importlib.import_module(f"actionformer.{name}")
+    with warnings.catch_warnings():
+        # the oracle's losses are @torch.jit.script functions, and torch >= 2.10 warns about every one of them at
+        # import: noise about the oracle's code, not ours
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.script", category=FutureWarning)
+        return importlib.import_module(f"actionformer.{name}")
 
 
 if __name__ == "__main__":

@@ -41,3 +41,18 @@ def test_console_script_points_at_main():
     from tal_kit.__main__ import main
 
     assert callable(main)
+
+
+def test_setuptools_reads_pyproject_without_deprecation_warnings():
+    """The bootstrap (pip install -e .) must not print setuptools' deprecation wall (e.g. project.license as a
+    table, deprecated since setuptools 77)."""
+    import warnings
+
+    from setuptools.config.pyprojecttoml import apply_configuration
+    from setuptools.dist import Distribution
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dist = apply_configuration(Distribution(), str(ROOT / "pyproject.toml"))
+    assert [str(w.message).splitlines()[0] for w in caught if "deprecat" in str(w.message).lower()] == []
+    assert dist.metadata.license_expression == "MIT"

@@ -137,9 +137,14 @@ class TALDataset(Dataset):
                               f"(e.g. {missing[0]}); {len(videos)} remain", MissingFeaturesWarning, stacklevel=2)
             else:
                 listing = "\n  ".join(map(str, missing))
+                reference = self.features.reference_folder
+                hint = ""
+                if reference is not None and not reference.exists():
+                    hint = (f"; the reference-grid folder {reference} does not exist: set "
+                            "dataset.reference_feat_folder: null to keep the features on their own grid (data/README.md)")
                 raise FeatureError(f"{len(missing)} feature file(s) missing for {self.split} of "
                                    f"{annotations.path} (set dataset.missing_features: skip to skip those "
-                                   f"videos):\n  {listing}")
+                                   f"videos{hint}):\n  {listing}")
         if not videos:
             raise FeatureError(f"no video of {self.split} in {annotations.path} has features in "
                                f"{self.features.folder}")

@@ -5,7 +5,8 @@ Backends (one behaviour, SPEC §E; details in tal_kit/ops/reference.py):
   "cpp"       the C++ kernels of the extension (CPU tensors, videos in parallel on torch.get_num_threads() threads)
   "torch"     pure torch, all groups advancing together (any device): the fallback without the extension
   "reference" pure torch, one Python step per detection (CPU): the readable oracle the others are tested against
-  "auto"      cuda for GPU tensors when built, else cpp, else torch (tal_kit.ops.backend_info() says which and why)
+  "auto"      cuda for GPU tensors when built and its self-check on the device passed (ops/selfcheck.py), else
+              cpp, else torch (tal_kit.ops.backend_info() says which and why)
 
 Inputs may be float32, float16, bfloat16 or float64; everything is computed in float32 and returned as float32
 segments and scores and int64 labels, on the input's device.
@@ -99,7 +100,13 @@ def _resolve_backend(backend: str, device: torch.device) -> str:
             raise RuntimeError(f"NMS backend={backend!r} is not available: {backend_info()['reason']}")
         return backend
     if device.type == "cuda":
-        return "cuda" if extension_for("cuda") is not None else "torch"
+        if extension_for("cuda") is None:
+            return "torch"
+        from .build import backend_info
+        from .selfcheck import cuda_kernels_ok
+
+        # first use on this device: the kernels must reproduce the CPU path on a fixed batch (selfcheck.py)
+        return "cuda" if cuda_kernels_ok(device, build=backend_info().get("build_dir")) else "torch"
     return "cpp" if extension_for("cpp") is not None else "torch"
 
 

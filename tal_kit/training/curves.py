@@ -63,7 +63,8 @@ def plot_training_curves(run_dir: str | Path, *, save_to: str | Path | None = No
         ax_map.legend(fontsize=7, ncol=2)
     else:
         ax_map.text(0.5, 0.5, "not evaluated yet", ha="center", va="center", transform=ax_map.transAxes)
-    ax_map.set(xlabel="epoch (0-based)", ylabel="mAP (%)", title="EMA model on the evaluation split")
+    metric = next((e["eval"]["metric"] for e in evaluated if e["eval"].get("metric")), "mAP")  # class-agnostic?
+    ax_map.set(xlabel="epoch (0-based)", ylabel=f"{metric} (%)", title="EMA model on the evaluation split")
     fig.tight_layout()
     return _save(fig, save_to, close)
 

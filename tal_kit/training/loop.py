@@ -237,6 +237,10 @@ class Trainer:
         sums: dict[str, float] = {}
         num_steps = 0
         start = time.perf_counter()
+        try:
+            steps_per_epoch: int | None = len(self.train_loader)  # type: ignore[arg-type]
+        except TypeError:  # an iterable without a length
+            steps_per_epoch = None
         bar = tqdm(self.train_loader, desc=f"epoch {epoch + 1}/{self.settings.epochs}", leave=False,
                    disable=not (self.settings.progress and self.ctx.is_main), dynamic_ncols=True)
         for batch in bar:
@@ -262,7 +266,8 @@ class Trainer:
             values = {name: float(value.detach()) for name, value in losses.items()}
             for name, value in values.items():
                 sums[name] = sums.get(name, 0.0) + value
-            record = {"type": "iter", "epoch": epoch, "step": self.global_step, "lr": lr, **values}
+            record = {"type": "iter", "epoch": epoch, "step": self.global_step, "lr": lr, **values,
+                      "epochs": self.settings.epochs, "steps_per_epoch": steps_per_epoch}  # for progress/ETA
             if grad_norm is not None:
                 record["grad_norm"] = float(grad_norm)
             bar.set_postfix(loss=f"{values['final_loss']:.3f}", lr=f"{lr:.2e}", refresh=False)
@@ -275,7 +280,8 @@ class Trainer:
                         callback.on_iteration(record)
         bar.close()
         means = {name: total / max(num_steps, 1) for name, total in sums.items()}
-        return {"type": "epoch", "epoch": epoch, "step": self.global_step, "steps": num_steps,
+        return {"type": "epoch", "epoch": epoch, "epochs": self.settings.epochs, "step": self.global_step,
+                "steps": num_steps,
                 "lr": self.optimizer.param_groups[0]["lr"], "time_s": time.perf_counter() - start, **means}
 
     def _evaluate(self, epoch: int) -> dict[str, Any] | None:
@@ -336,7 +342,8 @@ class Trainer:
             "epochs_completed": self.epoch, "global_step": self.global_step,
             "finished": self.epoch >= self.settings.epochs, "eval_start_epoch": self.settings.eval_start_epoch,
             "last": self.last(), "best": self.best(),
-            "history": [{"epoch": h["epoch"], "average_mAP": h.get("average_mAP")} for h in self.history],
+            "history": [{"epoch": h["epoch"], "average_mAP": h.get("average_mAP"),
+                         **({"metric": h["metric"]} if "metric" in h else {})} for h in self.history],
         }
 
 

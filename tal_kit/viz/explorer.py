@@ -170,8 +170,9 @@ class Explorer:
         if get_ipython() is None:  # a plain script: nothing to draw into (the figure is in self.figure)
             return
         with self.output:
-            # The first draw clears nothing: headless runs (papermill/nbclient) only ever make this draw, and a
-            # captured clear_output(wait=True) there could leave nbclient waiting forever on an idle kernel.
+            # The first draw clears nothing (there is nothing to clear). Headless runs once hung here: nbclient
+            # answers captured output with comm messages on the shell socket and could miss the cell's reply
+            # (root cause and fix: tal_kit/kernels.py).
             if self._drawn:
                 clear_output(wait=True)
             display(fig)
