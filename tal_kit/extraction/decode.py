@@ -115,10 +115,11 @@ def iter_frames(path: str | Path, *, threads: bool = True) -> Iterator[Frame]:
         container.close()
 
 
-def resample_to_cfr(frames: Iterator[Frame], fps: float) -> Iterator[Frame]:
+def resample_to_cfr(frames: Iterator[Frame], fps: float, source_fps: Optional[float] = None) -> Iterator[Frame]:
     """A constant ``fps`` stream by timestamps: output frame j (time t0 + j/fps) is the decoded frame on screen at
     that time, i.e. the last one whose presentation time is <= t0 + j/fps. Frames are repeated or dropped as the
-    timestamps say; the last frame is shown for one nominal interval of the output rate.
+    timestamps say; the video ends one source frame interval (1/``source_fps``, default 1/``fps``) after the last
+    frame's presentation time, so its duration is kept.
     """
     if not (fps > 0 and math.isfinite(fps)):
         raise ValueError(f"resample fps must be a positive number, got {fps}")
@@ -135,7 +136,8 @@ def resample_to_cfr(frames: Iterator[Frame], fps: float) -> Iterator[Frame]:
                 out += 1
         previous = frame
     if previous is not None:
-        end = previous.time + 1.0 / fps
+        last_interval = 1.0 / source_fps if source_fps and source_fps > 0 and math.isfinite(source_fps) else 1.0 / fps
+        end = previous.time + last_interval
         while t0 + out / fps < end - eps:
             yield Frame(out, t0 + out / fps, previous.rgb)
             out += 1

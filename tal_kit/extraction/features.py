@@ -78,7 +78,8 @@ def _produce(path: Path, recipe: Recipe, grid: ClipSettings, batch_size: int, ou
                 for f in stream:
                     monitor.update(f.time)
                     yield f
-            source = resample_to_cfr(watched(), grid.resample_fps) if grid.resample_fps else watched()
+            source = (resample_to_cfr(watched(), grid.resample_fps, monitor.nominal_fps) if grid.resample_fps
+                      else watched())
             for f in source:
                 counts["frames"] = f.index + 1
                 counts.setdefault("first_time", f.time)

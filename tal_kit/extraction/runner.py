@@ -2,7 +2,7 @@
 
 Output folder layout::
 
-    <out>/<prefix><video_id>.npy      float32 [T, C], written atomically
+    <out>/<prefix><video_id><ext>     float32 [T, C], written atomically (.npy unless a preset reads another format)
     <out>/manifest.d/<video_id>.json  the video's manifest entry, written after its features (so "done" = both)
     <out>/manifest.json               every entry plus the failures, rebuilt at the end of each run
     <annotations JSON>                ActionFormer format, fps + duration, no segments (for unannotated videos)
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import sys
 import time
 from dataclasses import dataclass, field
@@ -149,6 +150,29 @@ def write_unannotated_json(path: Path, entries: dict[str, dict], subset: str, nu
     return write_json_atomic(path, payload)
 
 
+FEATURE_FORMATS = (".npy", ".npz", ".pt", ".pth", ".pkl", ".csv")
+
+
+def save_features(path: Path, features: np.ndarray) -> Path:
+    """Write [T, C] float32 features atomically in the format the extension names (the formats the kit reads)."""
+    ext = path.suffix.lower()
+    if ext not in FEATURE_FORMATS:
+        raise ExtractionError(f"{path}: cannot write features as {ext!r} (formats: {', '.join(FEATURE_FORMATS)})")
+    mode = "w" if ext == ".csv" else "wb"
+    with atomic_open(path, mode) as handle:
+        if ext == ".npy":
+            np.save(handle, features)
+        elif ext == ".npz":
+            np.savez(handle, feats=features)
+        elif ext in (".pt", ".pth"):
+            torch.save(torch.from_numpy(np.ascontiguousarray(features)), handle)
+        elif ext == ".pkl":
+            pickle.dump(features, handle, protocol=pickle.HIGHEST_PROTOCOL)
+        else:
+            np.savetxt(handle, features, delimiter=",", fmt="%.9g")
+    return path
+
+
 def _progress(total: int, enabled: bool):
     from tqdm.auto import tqdm
 
@@ -157,7 +181,7 @@ def _progress(total: int, enabled: bool):
 
 def run_extraction(videos: Sequence[Path], out_dir: str | Path, backbone: LoadedBackbone, recipe: Recipe,
                    grid: ClipSettings, *, batch_size: int = 16, device: str | torch.device = "cpu",
-                   dtype: str = "fp32", shard: tuple[int, int] = (0, 1), file_prefix: str = "",
+                   dtype: str = "fp32", shard: tuple[int, int] = (0, 1), file_prefix: str = "", file_ext: str = ".npy",
                    annotations: Optional[Path] = None, subset: str = "test", num_classes: Optional[int] = None,
                    progress: bool = True) -> RunReport:
     """Extract this shard's videos into ``out_dir``; see the module docstring for layout and resume.
@@ -181,7 +205,7 @@ def run_extraction(videos: Sequence[Path], out_dir: str | Path, backbone: Loaded
     try:
         for path in mine:
             vid = video_id_of(path)
-            feature_file = out_dir / f"{file_prefix}{vid}.npy"
+            feature_file = out_dir / f"{file_prefix}{vid}{file_ext}"
             entry = _read_entry(_entry_path(out_dir, vid))
             if entry is not None and feature_file.exists():
                 differs = [k for k in _SAME if entry.get(k) != settings[k]]
@@ -206,8 +230,7 @@ def run_extraction(videos: Sequence[Path], out_dir: str | Path, backbone: Loaded
                 print(f"extract: skipping {path}: {bad.reason}", file=sys.stderr)
                 bar.update(1)
                 continue
-            with atomic_open(feature_file, "wb") as handle:
-                np.save(handle, result.features)
+            save_features(feature_file, result.features)
             entry = {"video_id": vid, "source": str(path), "feature_file": feature_file.name,
                      "fps": result.fps, "num_frames": result.num_frames, "header_frames": result.header_frames,
                      "duration": result.duration, "num_clips": int(result.features.shape[0]),
