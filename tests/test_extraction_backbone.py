@@ -191,3 +191,15 @@ def test_hf_directory_without_weights_is_named(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"hidden_size": 64}))
     with pytest.raises(CheckpointError, match="neither model.safetensors nor pytorch_model.bin"):
         read_state_dict(tmp_path)
+
+
+def test_pickled_objects_need_trust(tmp_path):
+    import argparse
+
+    sd = random_original_state_dict(64, 1, 128, 16)
+    path = tmp_path / "with_args.pth"
+    torch.save({"module": sd, "args": argparse.Namespace(lr=1e-3)}, path)  # as training scripts save them
+    with pytest.raises(CheckpointError, match="--trust-checkpoint"):
+        load_backbone(path, "vit-b/16", num_heads=4, img_size=32, hash_file=False)
+    loaded = load_backbone(path, "vit-b/16", num_heads=4, img_size=32, hash_file=False, trust=True)
+    assert loaded.model.arch.embed_dim == 64
