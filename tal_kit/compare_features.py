@@ -1,8 +1,8 @@
 """Compare two feature sets video by video: is a re-extraction the same as the hosted features?
 
 Per video (matched by file name): the length difference, the mean per-time-step cosine similarity and the
-relative L2 error ‖A − B‖/‖B‖ on the common steps, and the time lag (±``max_lag`` steps) that maximises the mean
-cosine (a non-zero best lag means the two grids are offset, e.g. a different first clip or frame count).
+relative L2 error ‖A − B‖/‖B‖ on the common steps, and the time lag (±``max_lag`` steps) that maximises the
+mean cosine (a non-zero best lag means the two grids are offset, e.g. a different first clip or frame count).
 """
 from __future__ import annotations
 

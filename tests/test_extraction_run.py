@@ -108,12 +108,14 @@ def test_bad_videos_are_reported_skipped_and_fail_the_run(tmp_path, video_folder
 
 @pytest.mark.parametrize("argv,message", [
     (["--checkpoint", "missing.pth"], "checkpoint missing.pth does not exist"),
-    (["--random-weights", "--preset", "anet"], "dataset.input_dim is 1280 but the backbone gives 1408-d"),
+    (["--random-weights", "--preset", "anet", "--backbone", "vit-g/14"],
+     "dataset.input_dim is 1280 but the backbone gives 1408-d"),
     (["--random-weights", "--shard", "3/2"], "--shard: need 0 <= i < n"),
+    (["--random-weights", "--preset", "hacs"], "no named backbone gives dataset.input_dim = 2560"),
     (["--random-weights", "--preset", "no_such_preset"], "no_such_preset"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, video_folder, capsys, argv, message):
-    code = main(["extract", str(video_folder), "--out", str(tmp_path / "o"), "--backbone", "vit-g/14",
+    code = main(["extract", str(video_folder), "--out", str(tmp_path / "o"),
                  "--depth", "1", "--img-size", "28", "--no-progress", *argv])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and err[-1].startswith("error: ") and message in err[-1]

@@ -117,8 +117,13 @@ def _run(args: argparse.Namespace) -> int:
     videos = find_videos(args.videos)  # cheap checks first: building a ViT-g takes a while
     device, dtype, shard = _device_and_dtype(args)
     backbone_name = args.backbone
-    if backbone_name is None:
-        backbone_name = (backbone_for_dim(cfg.dataset.input_dim) if cfg is not None else None) or "vit-g/14"
+    if backbone_name is None and cfg is not None:
+        backbone_name = backbone_for_dim(cfg.dataset.input_dim)
+        if backbone_name is None and args.embed_dim is None:
+            raise _BadInput(f"--preset {args.preset}: no named backbone gives dataset.input_dim = "
+                            f"{cfg.dataset.input_dim} features (no published recipe is known for it); pass "
+                            "--backbone and the architecture flags")
+    backbone_name = backbone_name or "vit-g/14"
     overrides = {k: getattr(args, k) for k in _ARCH_FLAGS}
     overrides.update(norm_eps=args.norm_eps, fc_norm_eps=args.fc_norm_eps, num_frames=clip_len)
     if args.random_weights:
@@ -154,7 +159,8 @@ def _run(args: argparse.Namespace) -> int:
           f"{args.batch_size} -> {feature_dir}", file=sys.stderr)
     report = run_extraction(videos, feature_dir, backbone, recipe, grid, batch_size=args.batch_size, device=device,
                             dtype=dtype, shard=shard, file_prefix=file_prefix, file_ext=file_ext,
-                            annotations=annotations, subset=subset, num_classes=cfg.dataset.num_classes if cfg is not None else None,
+                            annotations=annotations, subset=subset,
+                            num_classes=cfg.dataset.num_classes if cfg is not None else None,
                             progress=not args.no_progress)
     print(report.render())
     print(f"manifest: {feature_dir / 'manifest.json'}; annotations without segments: {annotations}")

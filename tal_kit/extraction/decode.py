@@ -179,4 +179,5 @@ class FrameRateMonitor:
         if self.count < 2:
             return f"{self.count} frame(s)"
         return (f"{self.irregular} of {self.count - 1} frame intervals differ from 1/{self.nominal_fps:g} s by more "
-                f"than {self.tolerance:.0%} (intervals {self.min_interval * 1000:.1f}-{self.max_interval * 1000:.1f} ms)")
+                f"than {self.tolerance:.0%} (intervals {self.min_interval * 1000:.1f}-"
+                f"{self.max_interval * 1000:.1f} ms)")

@@ -130,7 +130,8 @@ def _rebuild_manifest(out_dir: Path, failed: dict[str, str]) -> Path:
                                                          "failed": failures})
 
 
-def write_unannotated_json(path: Path, entries: dict[str, dict], subset: str, num_classes: Optional[int] = None) -> Path:
+def write_unannotated_json(path: Path, entries: dict[str, dict], subset: str,
+                           num_classes: Optional[int] = None) -> Path:
     """ActionFormer-format annotations for videos without ground truth: fps and duration, no segments, so that
     inference can run on them. With ``num_classes`` a taxonomy of placeholder class names (``class_00`` ...) makes
     the file define the class count a preset expects. A file this function did not write is never overwritten."""
