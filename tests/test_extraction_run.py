@@ -156,7 +156,8 @@ def test_killed_run_resumes_without_redoing_finished_videos(tmp_path, video_fold
     with pytest.raises(KeyboardInterrupt):
         run_extraction(videos, out, backbone, recipe, grid, batch_size=2, progress=False)
     assert sorted(p.name for p in out.iterdir() if p.is_file()) == ["manifest.json", "vid_0.npy"]  # no temp file
-    assert [p.name for p in (out / "manifest.d").iterdir()] == ["vid_0.json"]
+    assert [p.name for p in (out / "manifest.d").glob("*.json")] == ["vid_0.json"]
+    assert not list(out.rglob("*.tmp"))  # no half-written file anywhere
     done_time = (out / "vid_0.npy").stat().st_mtime_ns
 
     backbone.model = real

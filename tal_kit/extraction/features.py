@@ -9,7 +9,7 @@ import math
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
@@ -59,7 +59,6 @@ class VideoFeatures:
     width: int
     height: int
     seconds: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 _DONE = object()

@@ -18,9 +18,10 @@ import os
 import pickle
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -251,7 +252,24 @@ def run_extraction(videos: Sequence[Path], out_dir: str | Path, backbone: Loaded
     finally:
         bar.close()
         report.seconds = time.perf_counter() - started
-        _rebuild_manifest(out_dir, report.failed)
-        if annotations is not None and done_entries:
-            write_unannotated_json(annotations, done_entries, subset, num_classes)
+        with _folder_lock(out_dir):  # shards sharing the folder: one read-merge-write at a time
+            _rebuild_manifest(out_dir, report.failed)
+            if annotations is not None and done_entries:
+                write_unannotated_json(annotations, done_entries, subset, num_classes)
     return report
+
+
+@contextmanager
+def _folder_lock(out_dir: Path) -> Iterator[None]:
+    """An advisory lock (fcntl) on ``<out>/manifest.d/.lock``; a no-op where fcntl does not exist."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    with open(out_dir / MANIFEST_DIR / ".lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
