@@ -34,7 +34,8 @@ def test_lossless_video_round_trips_exactly(tmp_path, codec, suffix):
         assert f.time == pytest.approx(i / 30, abs=1e-3)  # the container's 1 ms time base
 
 
-@pytest.mark.parametrize("num_frames,stride", [(40, 4), (41, 4), (43, 4), (44, 4), (16, 4), (50, 16), (31, 16)])
+@pytest.mark.parametrize("num_frames,stride", [(40, 4), (41, 4), (43, 4), (44, 4), (16, 4), (50, 16), (31, 16),
+                                               (90, 20), (59, 1)])
 def test_every_clip_holds_exactly_its_frames(tmp_path, num_frames, stride):
     path = write_video(tmp_path / "v.mkv", num_frames)
     out = extract_video(path, FrameIndexProbe(), get_recipe("videomae2_tad"), ClipSettings(stride, 16), batch_size=3)

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator, Optional
 import numpy as np
 import torch
 
-from tal_kit.extraction.clips import Clip, slide_clips
+from tal_kit.extraction.clips import batch_clips
 from tal_kit.extraction.decode import DecodeError, FrameRateMonitor, iter_frames, probe_video, resample_to_cfr
 from tal_kit.extraction.recipes import Recipe
 
@@ -66,7 +66,8 @@ _DONE = object()
 
 def _produce(path: Path, recipe: Recipe, grid: ClipSettings, batch_size: int, out: "queue.Queue",
              monitor: FrameRateMonitor, stop: threading.Event, counts: dict) -> None:
-    """Decoder thread: put lists of clips (at most ``batch_size``) on ``out``, then _DONE or the exception."""
+    """Decoder thread: put :class:`ClipBatch` es (at most ``batch_size`` clips) on ``out``, then _DONE or the
+    exception."""
     try:
         fps = grid.resample_fps or monitor.nominal_fps
 
@@ -85,16 +86,10 @@ def _produce(path: Path, recipe: Recipe, grid: ClipSettings, batch_size: int, ou
                 counts["last_time"] = f.time
                 yield f.time, recipe(f.rgb)[:, 0]
 
-        batch: list[Clip] = []
-        for clip in slide_clips(frames(), grid.clip_len, grid.stride, 1.0 / fps if fps > 0 else 0.0):
-            batch.append(clip)
-            if len(batch) == batch_size:
-                out.put(batch)
-                batch = []
+        for batch in batch_clips(frames(), grid.clip_len, grid.stride, batch_size, 1.0 / fps if fps > 0 else 0.0):
+            out.put(batch)
             if stop.is_set():
                 return
-        if batch:
-            out.put(batch)
         out.put(_DONE)
     except BaseException as err:  # handed to the consumer, which re-raises it in the caller's thread
         out.put(err)
@@ -136,12 +131,12 @@ def extract_video(path: str | Path, model: torch.nn.Module, recipe: Recipe, grid
                 if isinstance(item, DecodeError):
                     raise BadVideo(path, f"undecodable: {item.reason}") from None
                 raise item
-            pixels = torch.stack([c.pixels for c in item]).to(device=device, dtype=dtype, non_blocking=True)
-            feats.append(model(pixels).float().cpu().numpy())
-            centres.extend(c.centre_time for c in item)
-            starts.extend(c.start for c in item)
+            feats.append(model(item.to(device, dtype).pixels()).float().cpu().numpy())
+            centres.extend(item.centre_times)
+            starts.extend(item.starts)
             if on_clips is not None:
                 on_clips(len(item))
+            del item  # let the block go before the next one arrives
     finally:
         stop.set()
         while worker.is_alive():  # unblock a producer waiting on a full queue
