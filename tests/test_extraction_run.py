@@ -186,3 +186,17 @@ def test_shards_split_the_videos_and_together_cover_them(tmp_path, video_folder,
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "4")
     assert resolve_shard(None) == (1, 4) and resolve_shard("2/3") == (2, 3)
+
+
+def test_extraction_keeps_the_layer_rule():
+    """Extraction is the first pipeline stage: it imports no later stage and no plotly/ipywidgets/IPython."""
+    import subprocess
+    import sys
+
+    code = ("import sys, tal_kit.extraction, tal_kit.extraction.cli, tal_kit.extraction.demo, "
+            "tal_kit.extraction.plots; tal_kit.extraction.cli.build_parser(); "
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('plotly', 'ipywidgets', 'IPython') or "
+            "m.startswith(('tal_kit.data', 'tal_kit.model', 'tal_kit.training', 'tal_kit.inference', "
+            "'tal_kit.evaluation', 'tal_kit.viz', 'tal_kit.ops'))); print(bad); sys.exit(1 if bad else 0)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -33,7 +33,7 @@ from tal_kit.extraction.recipes import Recipe
 from tal_kit.extraction.atomic import atomic_open, write_json_atomic
 
 __all__ = ["ExtractionError", "VIDEO_EXTENSIONS", "find_videos", "video_id_of", "resolve_shard", "RunReport",
-           "run_extraction", "write_unannotated_json", "MANIFEST_DIR"]
+           "save_features", "run_extraction", "write_unannotated_json", "MANIFEST_DIR"]
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts")
 MANIFEST_DIR = "manifest.d"
