@@ -74,6 +74,9 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "train": ("tal_kit.train", "cli_train", "train ActionFormer (torchrun for several GPUs/processes)"),
     "infer": ("tal_kit.infer", "cli_infer", "run a checkpoint over a split and write detections"),
     "evaluate": ("tal_kit.evaluate", "cli_evaluate", "ActivityNet detection mAP of a results JSON"),
+    "extract": ("tal_kit.extraction.cli", "cli_extract", "features from raw videos (VideoMAE/VideoMAEv2 ViT)"),
+    "compare-features": ("tal_kit.compare_features", "cli_compare_features",
+                         "compare two feature folders (cosine, rel. L2, lag)"),
     "viz": ("tal_kit.viz.cli", "cli_viz", "timelines HTML + report figures of a run folder"),
     "reproduce": ("tal_kit.reproduce", "cli_reproduce", "run notebooks 01-06 for a preset with papermill"),
     "build-ext": ("tal_kit.ops", "cli_build_ext", "compile the NMS extension ahead of time"),
@@ -139,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print("usage: python -m tal_kit <command> [options]\n\ncommands:")
         for name, (_, _, help_text) in SUBCOMMANDS.items():
-            print(f"  {name:<13} {help_text}")
+            print(f"  {name:<16} {help_text}")
         print("\n'python -m tal_kit <command> --help' shows a command's options.")
         return 0
     name, rest = argv[0], argv[1:]

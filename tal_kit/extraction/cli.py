@@ -1,0 +1,184 @@
+"""``tal-kit extract VIDEO_OR_FOLDER... --out DIR``: raw videos -> feature files a preset reads.
+
+With ``--preset NAME`` the preset decides the grid (``feat_stride``, ``num_frames``, its fps when it fixes one),
+the backbone (by ``input_dim``: 1408 -> vit-g/14, 1280 -> vit-h/16, ...) and where files go: ``--out`` is then the
+data root and the features land in the preset's ``feat_folder`` with its ``file_prefix`` and format (``.npy`` for
+thumos14/anet, ``.csv`` for fineaction), [T, C] float32. Fixed-length presets (fineaction) get VideoMAEv2's
+FineAction stride of 16 at native fps.
+Without a preset ``--out`` is the feature folder itself. Bad input: one line, exit 2. Bad videos are skipped,
+listed at the end, and make the exit status 1.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+__all__ = ["cli_extract", "build_parser", "EXAMPLE_COMMAND"]
+
+EXAMPLE_COMMAND = ("python -m tal_kit extract data/thumos14/videos --out data/thumos14 --preset thumos14 "
+                   "--checkpoint vit_g_hybrid_pt_1200e_k710_ft.pth --device cuda --dtype bf16 --batch-size 32")
+
+_ARCH_FLAGS = ("embed_dim", "depth", "num_heads", "mlp_dim", "patch_size", "tubelet_size", "img_size")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from tal_kit.extraction.checkpoints import BACKBONES
+    from tal_kit.extraction.recipes import RECIPES
+
+    p = argparse.ArgumentParser(prog="tal-kit extract", description=__doc__.split("\n\n")[0],
+                                epilog=f"example: {EXAMPLE_COMMAND}")
+    p.add_argument("videos", nargs="+", help="video files and/or folders (searched recursively)")
+    p.add_argument("--out", required=True, help="the data root with --preset, else the feature folder")
+    p.add_argument("--preset", help="a config preset (thumos14, anet, fineaction, demo, or a YAML file)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override for --preset (repeatable)")
+    p.add_argument("--backbone", choices=list(BACKBONES), help="named architecture (default: the preset's, else "
+                   "vit-g/14); shapes in the checkpoint override width/depth/patch/tubelet/MLP")
+    weights = p.add_mutually_exclusive_group(required=True)
+    weights.add_argument("--checkpoint", help="local checkpoint: .pth/.pt/.bin/.safetensors or a Hugging Face dir")
+    weights.add_argument("--random-weights", action="store_true",
+                         help="random weights (shows the pipeline; the features carry no semantics)")
+    p.add_argument("--trust-checkpoint", action="store_true",
+                   help="allow a checkpoint pickle holding non-tensor objects (this runs code from the file)")
+    p.add_argument("--seed", type=int, default=0, help="seed for --random-weights")
+    p.add_argument("--stride", type=int, help="frames between clip starts (default: preset's feat_stride, else 4)")
+    p.add_argument("--clip-len", type=int, help="frames per clip (default: preset's num_frames, else 16)")
+    p.add_argument("--resample-fps", type=float, help="resample to this constant fps by timestamps first "
+                   "(default: the preset's default_fps when it fixes one, else native frames)")
+    p.add_argument("--recipe", choices=list(RECIPES), default="videomae2_tad", help="pixel preprocessing")
+    p.add_argument("--batch-size", type=int, default=16, help="clips per forward pass")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--dtype", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
+                   help="auto: bf16 on GPU, fp32 on CPU")
+    p.add_argument("--shard", help="i/n: this process takes videos i, i+n, ... (default under torchrun: its rank)")
+    p.add_argument("--annotations", help="where the ActionFormer JSON for unannotated videos goes (default: the "
+                   "preset's json_file when absent, else <feature folder>/video_info.json)")
+    p.add_argument("--subset", help="subset name in that JSON (default: the preset's first val_split, else test)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    for name in _ARCH_FLAGS:
+        p.add_argument(f"--{name.replace('_', '-')}", type=int, help=f"override the architecture's {name}")
+    p.add_argument("--norm-eps", type=float, help="override the block LayerNorm eps")
+    p.add_argument("--fc-norm-eps", type=float, help="override the pooled LayerNorm eps")
+    return p
+
+
+class _BadInput(Exception):
+    pass
+
+
+def _grid_from(args: argparse.Namespace, cfg: Any) -> tuple[int, int, Optional[float]]:
+    d = cfg.dataset if cfg is not None else None
+    fixed_length = d is not None and d.feat_stride <= 0  # e.g. FineAction: features resized to a fixed length
+    # a fixed-length preset says nothing about the stride: VideoMAEv2's FineAction recipe uses 16 (EXTRACTION.md §1)
+    stride = args.stride or (16 if fixed_length else d.feat_stride if d is not None else 4)
+    clip_len = args.clip_len or (d.num_frames if d is not None else 16)
+    # a preset that fixes the fps of its grid (anet: 15) needs features on that grid; fixed-length ones do not
+    preset_fps = d.default_fps if d is not None and not fixed_length else None
+    fps = args.resample_fps if args.resample_fps is not None else preset_fps
+    if stride != int(stride) or clip_len != int(clip_len):
+        raise _BadInput(f"stride {stride} and clip length {clip_len} must be whole numbers of frames")
+    stride, clip_len = int(stride), int(clip_len)
+    if fps is not None and not fps > 0:
+        raise _BadInput(f"--resample-fps must be > 0, got {fps}")
+    if stride < 1 or clip_len < 1:
+        raise _BadInput(f"--stride and --clip-len must be >= 1 (got {stride}, {clip_len})")
+    return stride, clip_len, fps
+
+
+def _device_and_dtype(args: argparse.Namespace) -> tuple[str, str, tuple[int, int]]:
+    import os
+
+    import torch
+
+    from tal_kit.extraction.runner import resolve_shard
+
+    shard = resolve_shard(args.shard)
+    device = args.device
+    if device == "auto":
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        device = f"cuda:{local}" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise _BadInput(f"--device {device}: no CUDA device is visible")
+    dtype = args.dtype if args.dtype != "auto" else ("bf16" if device.startswith("cuda") else "fp32")
+    return device, dtype, shard
+
+
+def _run(args: argparse.Namespace) -> int:
+    from tal_kit.config import load_config, resolve_path
+    from tal_kit.extraction.checkpoints import backbone_for_dim, load_backbone, random_backbone
+    from tal_kit.extraction.features import ClipSettings
+    from tal_kit.extraction.recipes import get_recipe
+    from tal_kit.extraction.runner import find_videos, run_extraction
+
+    cfg = load_config(args.preset, args.overrides) if args.preset else None
+    stride, clip_len, fps = _grid_from(args, cfg)
+    videos = find_videos(args.videos)  # cheap checks first: building a ViT-g takes a while
+    device, dtype, shard = _device_and_dtype(args)
+    backbone_name = args.backbone
+    if backbone_name is None and cfg is not None:
+        backbone_name = backbone_for_dim(cfg.dataset.input_dim)
+        if backbone_name is None and args.embed_dim is None:
+            raise _BadInput(f"--preset {args.preset}: no named backbone gives dataset.input_dim = "
+                            f"{cfg.dataset.input_dim} features (no published recipe is known for it); pass "
+                            "--backbone and the architecture flags")
+    backbone_name = backbone_name or "vit-g/14"
+    overrides = {k: getattr(args, k) for k in _ARCH_FLAGS}
+    overrides.update(norm_eps=args.norm_eps, fc_norm_eps=args.fc_norm_eps, num_frames=clip_len)
+    if args.random_weights:
+        backbone = random_backbone(backbone_name, seed=args.seed, **overrides)
+    else:
+        print(f"extract: loading {args.checkpoint} ...", file=sys.stderr)
+        backbone = load_backbone(args.checkpoint, backbone_name, trust=args.trust_checkpoint, **overrides)
+    if cfg is not None and backbone.model.feature_dim != cfg.dataset.input_dim:
+        raise _BadInput(f"--preset {args.preset}: dataset.input_dim is {cfg.dataset.input_dim} but the backbone "
+                        f"gives {backbone.model.feature_dim}-d features")
+    out = Path(args.out)
+    file_prefix, file_ext = "", ".npy"
+    feature_dir = out
+    annotations = Path(args.annotations) if args.annotations else None
+    subset = args.subset or "test"
+    if cfg is not None:
+        d = cfg.dataset
+        file_ext = d.file_ext
+        feature_dir = resolve_path(cfg, out, d.feat_folder)
+        file_prefix = d.file_prefix or ""
+        subset = args.subset or (cfg.val_split[0] if cfg.val_split else "test")
+        if annotations is None:
+            preset_json = resolve_path(cfg, out, d.json_file)
+            ours = preset_json.exists() and '"written_by": "tal_kit extract"' in preset_json.read_text()[:4096]
+            annotations = preset_json if (not preset_json.exists() or ours) else None
+    if annotations is None:
+        annotations = feature_dir / "video_info.json"
+    grid = ClipSettings(stride, clip_len, fps)
+    recipe = get_recipe(args.recipe, backbone.model.arch.img_size)
+    print(f"extract: {len(videos)} video(s), shard {shard[0]}/{shard[1]}, {backbone.name} "
+          f"{backbone.model.feature_dim}-d ({backbone.checkpoint}), {recipe.describe()}, clips of {clip_len} every "
+          f"{stride} frames{f' at {fps:g} fps' if fps else ' at native fps'}, {device} {dtype}, batch "
+          f"{args.batch_size} -> {feature_dir}", file=sys.stderr)
+    report = run_extraction(videos, feature_dir, backbone, recipe, grid, batch_size=args.batch_size, device=device,
+                            dtype=dtype, shard=shard, file_prefix=file_prefix, file_ext=file_ext,
+                            annotations=annotations, subset=subset,
+                            num_classes=cfg.dataset.num_classes if cfg is not None else None,
+                            progress=not args.no_progress)
+    print(report.render())
+    print(f"manifest: {feature_dir / 'manifest.json'}; annotations without segments: {annotations}")
+    return 0 if report.ok else 1
+
+
+def cli_extract(argv: list[str]) -> int:
+    """Entry point of ``tal-kit extract`` (see the module docstring)."""
+    from tal_kit.config import ConfigError
+    from tal_kit.extraction.checkpoints import CheckpointError
+    from tal_kit.extraction.runner import ExtractionError
+
+    args = build_parser().parse_args(argv)
+    if args.batch_size < 1:
+        print("error: --batch-size must be >= 1", file=sys.stderr)
+        return 2
+    try:
+        return _run(args)
+    except (_BadInput, ConfigError, CheckpointError, ExtractionError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
