@@ -30,7 +30,7 @@ import tal_kit
 from tal_kit.extraction.checkpoints import LoadedBackbone
 from tal_kit.extraction.features import DTYPES, BadVideo, ClipSettings, extract_video
 from tal_kit.extraction.recipes import Recipe
-from tal_kit.extraction.atomic import atomic_open, write_json_atomic
+from tal_kit.atomic import atomic_open, write_json_atomic
 
 __all__ = ["ExtractionError", "VIDEO_EXTENSIONS", "find_videos", "video_id_of", "resolve_shard", "RunReport",
            "save_features", "run_extraction", "write_unannotated_json", "MANIFEST_DIR"]
