@@ -9,6 +9,7 @@
 #   train_speed    training step on CUDA vs the reference implementation, measured in the same run
 #   bf16_step      training with bf16 autocast on the GPU (a short demo run)
 #   nccl_1proc     a 1-process torchrun run (NCCL process group) of the demo
+#   extract_speed  ViT-g/14 bf16 feature extraction vs its compute bound, and the whole extraction pipeline
 #
 #   bash benchmarks/gpu_check.sh            # logs in $OUT (device tool) or runs/gpu_check
 #   bash benchmarks/gpu_check.sh --dry-run  # print the plan and the table without running anything (any machine)
@@ -89,9 +90,10 @@ check nccl_1proc 180 "average mAP|epochs" -- \
   bash -c "'$PY' -m tal_kit demo-data --out '$WORK/demo' >/dev/null && '$PY' -m torch.distributed.run --standalone \
 --nproc_per_node=1 -m tal_kit train --config demo --data-root '$WORK/demo' --run-dir '$WORK/nccl' --device cuda \
 --no-progress ${DEMO_SET[*]}"
-# >>> extraction GPU benchmark: the coordinator adds the `extract` engineer's line here (issue 11), e.g.
-# check extract_speed 180 "<summary line regex>" -- "$PY" benchmarks/extract_speed.py --device cuda ...
-# <<< extraction GPU benchmark
+# ViT-g/14 bf16 feature extraction: model-only clips/s as a share of the compute bound (issue 11: >= 50%), then the
+# whole pipeline (decode + recipe + model) on a generated video
+check extract_speed 240 "of the bound|pipeline" -- \
+  "$PY" benchmarks/extract_speed.py --device cuda --seconds 60
 
 echo
 echo "gpu_check summary ($(date -u +%Y-%m-%dT%H:%MZ); logs in $LOGS)"
