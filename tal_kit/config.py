@@ -67,6 +67,9 @@ class DatasetConfig:
 class LoaderConfig:
     batch_size: int = 8
     num_workers: int = 4
+    # evaluation: at most this many videos per forward pass (and at most eval_batch_size x max_seq_len padded
+    # steps); 1 is one video at a time. The detections are the same either way (see tal_kit.model.batching).
+    eval_batch_size: int = 8
 
 
 @dataclass
@@ -174,6 +177,9 @@ class TrainerConfig:
     deterministic: str = "strict"  # "strict" (InternVideo) | "warn" (upstream) | "off"
     amp: str = "none"  # "none" | "bf16" (GPU only)
     checkpoint_every: int = 1
+    # true: pad every training batch to max_seq_len as the reference does (for parity checks); false: pad it only
+    # to the length its longest crop needs. Same losses and gradients, fewer steps computed.
+    pad_to_max_seq_len: bool = False
 
 
 @dataclass
@@ -448,6 +454,8 @@ def validate(cfg: Config, source: str = "config") -> None:
         fail(f"test_cfg.nms_sigma must be positive, got {t.nms_sigma}")
     if cfg.opt.learning_rate <= 0 or cfg.opt.epochs <= 0:
         fail("opt.learning_rate and opt.epochs must be positive")
+    if cfg.loader.eval_batch_size < 1:
+        fail(f"loader.eval_batch_size must be at least 1, got {cfg.loader.eval_batch_size}")
     if not 0 <= cfg.trainer.ema_decay < 1:
         fail(f"trainer.ema_decay must be in [0, 1), got {cfg.trainer.ema_decay}")
 
