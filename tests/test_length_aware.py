@@ -302,3 +302,22 @@ def test_exact_at_length_refuses_what_would_change():
     assert rel_diff(own.cls_logits[0][0], longer.cls_logits[0][0, :1152]) > 1e-4
     anet = perturbed_model(load_config("anet", ["dataset.max_seq_len=384"]), seed=0).eval()
     assert anet.exact_at_length(150, 288) and not anet.exact_at_length(150, 384)
+
+
+def test_train_speed_benchmark_runs(thumos_json, anet_json, capsys):
+    """benchmarks/train_speed.py end to end with a narrow model (a smoke run: no timing is asserted)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "train_speed.py"
+    spec = importlib.util.spec_from_file_location("train_speed", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.SHARED_DATA = thumos_json.parents[1]
+    assert module.main(["--embd-dim", "16", "--batches", "1", "--eval-videos", "6", "--eval-repeats", "1",
+                        "--skip-memory"]) == 0
+    out = capsys.readouterr().out
+    # the epoch statistics come from the real files: THUMOS-14's 200 training videos give 100 batches of 2
+    assert "thumos14: 200 training videos, batch 2, max_seq_len 2304, 100 batches per epoch" in out
+    assert "anet: 10024 training videos, batch 8, max_seq_len 768" in out
+    assert "anet evaluation (6 videos)" in out and "models scaled to width 16" in out
