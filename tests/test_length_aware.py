@@ -321,3 +321,22 @@ def test_train_speed_benchmark_runs(thumos_json, anet_json, capsys):
     assert "thumos14: 200 training videos, batch 2, max_seq_len 2304, 100 batches per epoch" in out
     assert "anet: 10024 training videos, batch 8, max_seq_len 768" in out
     assert "anet evaluation (6 videos)" in out and "models scaled to width 16" in out
+
+
+def test_fit_one_batch_on_the_trimmed_batch_equals_the_padded_one(monkeypatch):
+    """Notebook 03's one-video fit computes only the steps it needs: the same loss curve as on the whole padded
+    batch (the reference, obtained by letting inference_length keep the full length)."""
+    from tal_kit.model import explain
+
+    cfg = load_config("demo")
+    item = make_items(cfg, [150], empty=None)[0]
+    batch = collate_videos([item], cfg.dataset.max_seq_len, cfg.max_div_factor, False)
+    assert batch["feats"].shape[-1] == 512
+    histories = []
+    for trim in (True, False):
+        model = perturbed_model(cfg, seed=1)
+        if not trim:
+            monkeypatch.setattr(model, "inference_length", lambda n: 512)
+        torch.manual_seed(0)
+        histories.append(explain.fit_one_batch(model, batch, steps=3))
+    assert histories[0] == pytest.approx(histories[1], rel=1e-5)
