@@ -159,6 +159,8 @@ def eval_workload(args, device) -> dict:
     from tal_kit.infer import predict
 
     cfg = scaled_config("anet", args.embd_dim)
+    if args.eval_batch_size:
+        cfg.loader.eval_batch_size = args.eval_batch_size
     db = load_annotations(SHARED_DATA / WORKLOADS["anet"], single_class=True)
     records = db.select(cfg.val_split)
     sample = random.Random(args.seed).sample(records, min(args.eval_videos, len(records)))
@@ -197,6 +199,7 @@ def main(argv=None) -> int:
     parser.add_argument("--batches", type=int, default=6, help="training batches timed per workload")
     parser.add_argument("--eval-videos", type=int, default=96)
     parser.add_argument("--eval-repeats", type=int, default=2)
+    parser.add_argument("--eval-batch-size", type=int, default=None, help="default: the preset's loader.eval_batch_size")
     parser.add_argument("--embd-dim", type=int, default=None, help="scale the model down (smoke runs only)")
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
