@@ -74,3 +74,23 @@ def test_instance_lengths_in_steps():
     np.testing.assert_allclose(instance_lengths_in_steps(videos, cfg), [30.0, 7.5])
     fixed = SimpleNamespace(**{**vars(cfg), "feat_stride": -1, "force_upsampling": True})
     np.testing.assert_allclose(instance_lengths_in_steps(videos, fixed), [4 / 20 * 192, 1 / 20 * 192])
+
+
+def test_class_counts_figure_names_few_classes_and_bounds_many():
+    """The bars are the per-subset counts; 20 classes get one named row each, 200 (ActivityNet) a figure of
+    bounded height without 200 unreadable names."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from tal_kit.data.plots import plot_class_counts
+
+    videos = [_video("a", 10.0, [[1, 2], [3, 4], [5, 6]], [0, 0, 2]), _video("b", 10.0, [[1, 2]], [2])]
+    for num_classes, height in ((20, 0.22 * 20 + 1), (200, 8.0)):
+        names = [f"class {i}" for i in range(num_classes)]
+        fig = plot_class_counts({"Test": videos}, names)
+        ax = fig.axes[0]
+        assert fig.get_size_inches()[1] == pytest.approx(height)
+        widths = [patch.get_width() for patch in ax.patches]
+        assert widths[:3] == [2, 0, 2] and sum(widths) == 4  # class 0: 2, class 1: 0, class 2: 2
+        shown = [t.get_text() for t in ax.get_yticklabels()]
+        assert shown == (names if num_classes == 20 else [])
