@@ -94,3 +94,15 @@ def test_class_counts_figure_names_few_classes_and_bounds_many():
         assert widths[:3] == [2, 0, 2] and sum(widths) == 4  # class 0: 2, class 1: 0, class 2: 2
         shown = [t.get_text() for t in ax.get_yticklabels()]
         assert shown == (names if num_classes == 20 else [])
+
+
+def test_class_statistics_hand_worked():
+    """Two instances of class 0 in one video count one video; medians of 1, 2 and 6 s; an empty video counts
+    nowhere; class 2 has no instance."""
+    videos = [_video("a", 30.0, [[0, 1], [5, 7]], [0, 0]), _video("b", 30.0, [[10, 16], [3, 4]], [0, 1]),
+              _video("c", 30.0, [], [])]
+    rows = class_statistics(videos, ["A", "B", "C"])
+    assert [(r["label"], r["instances"], r["videos"]) for r in rows] == [("A", 3, 2), ("B", 1, 1), ("C", 0, 0)]
+    assert rows[0]["mean_s"] == pytest.approx(3.0) and rows[0]["median_s"] == pytest.approx(2.0)
+    assert rows[1]["median_s"] == pytest.approx(1.0) and np.isnan(rows[2]["median_s"])
+    assert class_statistics([], ["A"])[0]["instances"] == 0
