@@ -1,10 +1,10 @@
 """Run a trained model over a split: detections (ActivityNet results JSON), mAP (metrics.json) and the cached
 pre-NMS candidates (for replaying NMS with other settings in the explorer).
 
-Inference per video (SPEC §D.11): forward pass on the whole video (several videos of similar length per pass,
-with the same result) -> per-level decoding into candidate segments
-(grid units) -> NMS -> seconds, clipped to the video. With ``test_cfg.ext_score_file`` the class-agnostic
-detections then take their classes from video-level scores (SPEC §B.3). ::
+Inference per video (SPEC §D.11): forward pass on the whole video (several videos of similar length share a pass,
+with the same result) -> per-level decoding into candidate segments (grid units) -> NMS -> seconds, clipped to the
+video. With ``test_cfg.ext_score_file`` the class-agnostic detections then take their classes from video-level
+scores (SPEC §B.3). ::
 
     python -m tal_kit infer --ckpt runs/demo/checkpoints/last.pt --out runs/demo/detections.json
 """
