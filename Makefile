@@ -19,8 +19,11 @@ demo: $(STAMP)
 ## Run the test suite (fetches the test-only oracle and a headless browser when they can be had).
 # One OpenMP thread per process: the suite runs several processes at once (pytest, notebook kernels, gloo ranks),
 # and on a small machine competing OpenMP pools spin-wait and run 10-20x slower.
+# Tests run in parallel (pytest-xdist), one worker per core, at most 8; --dist loadgroup keeps the tests that share an
+# expensive module fixture on one worker (tests/conftest.py). PYTEST_WORKERS=0 runs them in this process.
+PYTEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ $$n -gt 8 ] && n=8; echo $$n)
 test: $(STAMP) test-setup
-	OMP_NUM_THREADS=1 $(PY) -m pytest
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 test-setup: $(STAMP)
 	@$(PY) -m tests.oracle --fetch || echo "oracle package unavailable: parity tests will skip"

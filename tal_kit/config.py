@@ -67,6 +67,9 @@ class DatasetConfig:
 class LoaderConfig:
     batch_size: int = 8
     num_workers: int = 4
+    # evaluation: at most this many videos per forward pass (and at most eval_batch_size x max_seq_len padded
+    # steps); 1 is one video at a time. The detections are the same either way (see tal_kit.model.batching).
+    eval_batch_size: int = 8
 
 
 @dataclass
@@ -174,6 +177,9 @@ class TrainerConfig:
     deterministic: str = "strict"  # "strict" (InternVideo) | "warn" (upstream) | "off"
     amp: str = "none"  # "none" | "bf16" (GPU only)
     checkpoint_every: int = 1
+    # true: pad every training batch to max_seq_len as the reference does (for parity checks); false: pad it only
+    # to the length its longest crop needs. Same losses and gradients, fewer steps computed.
+    pad_to_max_seq_len: bool = False
 
 
 @dataclass
@@ -416,6 +422,7 @@ _CHOICES = {
 _RANGES: dict[tuple[str, str], tuple[Optional[float], Optional[float], str]] = {
     ("loader", "batch_size"): (1, None, "[]"),
     ("loader", "num_workers"): (0, None, "[]"),
+    ("loader", "eval_batch_size"): (1, None, "[]"),
     ("dataset", "trunc_thresh"): (0, 1, "[]"),
     ("dataset", "max_seq_len"): (1, None, "[]"),
     ("model", "scale_factor"): (1, None, "[]"),

@@ -1,9 +1,10 @@
 """Run a trained model over a split: detections (ActivityNet results JSON), mAP (metrics.json) and the cached
 pre-NMS candidates (for replaying NMS with other settings in the explorer).
 
-Inference per video (SPEC §D.11): forward pass on the whole video -> per-level decoding into candidate segments
-(grid units) -> NMS -> seconds, clipped to the video. With ``test_cfg.ext_score_file`` the class-agnostic
-detections then take their classes from video-level scores (SPEC §B.3). ::
+Inference per video (SPEC §D.11): forward pass on the whole video (several videos of similar length share a pass,
+with the same result) -> per-level decoding into candidate segments (grid units) -> NMS -> seconds, clipped to the
+video. With ``test_cfg.ext_score_file`` the class-agnostic detections then take their classes from video-level
+scores (SPEC §B.3). ::
 
     python -m tal_kit infer --ckpt runs/demo/checkpoints/last.pt --out runs/demo/detections.json
 """
@@ -46,38 +47,50 @@ def _shard(dataset: Any, ctx: DistContext) -> Any:
 
 @torch.no_grad()
 def predict(model: nn.Module, dataset: Any, cfg: Any, *, device: torch.device | str = "cpu",
-            ctx: DistContext | None = None, keep_candidates: bool = False, progress: bool = True) -> Predictions:
+            ctx: DistContext | None = None, keep_candidates: bool = False, progress: bool = True,
+            batch_size: int | None = None) -> Predictions:
     """Detections for every video of ``dataset`` (a TALDataset in evaluation mode), in dataset order.
 
-    Each video is one forward pass on the whole video (padded as ``model.inference_length`` says, which gives
-    upstream's numbers); NMS then runs on all videos in one batched call. With several processes each rank
+    Videos go through the model several at a time (``batch_size``, default ``cfg.loader.eval_batch_size``; 1 is one
+    video per forward pass): a window of upcoming videos is sorted by length and cut into batches that pad each
+    video exactly as far as one video at a time would in effect (`tal_kit.model.batching.plan_batches`), so the
+    detections are upstream's; NMS then runs on all videos in one batched call. With several processes each rank
     predicts its share and rank 0 receives all of it. ``keep_candidates`` also returns each video's pre-NMS
     candidates (grid units), as ``tal_kit.viz.candidates.VideoCandidates``.
     """
     from tal_kit.model import postprocess
+    from tal_kit.model.batching import plan_batches
     from tal_kit.viz.candidates import VideoCandidates
 
     ctx = ctx or DistContext(device=torch.device(device))
     device = torch.device(device)
+    batch_size = int(batch_size or cfg.loader.eval_batch_size)
+    max_steps = batch_size * cfg.dataset.max_seq_len
+    window = 8 * batch_size  # videos read ahead and sorted by length: bounds the features held in memory
     was_training = model.training
     model.eval()
     shard = _shard(dataset, ctx)
-    candidates: list[dict[str, torch.Tensor]] = []
+    candidates: list[dict[str, torch.Tensor]] = [{} for _ in range(len(shard))]
     meta: dict[str, list] = {key: [] for key in ("video_ids", "fps", "duration", "feat_stride", "num_frames")}
+    bar = tqdm(total=len(shard), desc="inference", leave=False, dynamic_ncols=True,
+               disable=not (progress and ctx.is_main))
     try:
-        for index in tqdm(range(len(shard)), desc="inference", leave=False, dynamic_ncols=True,
-                          disable=not (progress and ctx.is_main)):
-            item = shard[index]
-            num_steps = item["feats"].shape[1]
-            length = model.inference_length(num_steps)
-            feats = torch.nn.functional.pad(item["feats"], (0, length - num_steps))[None]
-            mask = (torch.arange(length) < num_steps)[None]
-            output = model(feats.to(device), mask.to(device))
-            candidates.append({k: v.detach().cpu() for k, v in model.candidates(output, 0).items()})
-            meta["video_ids"].append(item["video_id"])
-            for key in ("fps", "duration", "feat_stride", "num_frames"):
-                meta[key].append(float(item[key]))
+        for first in range(0, len(shard), window):
+            items = [shard[index] for index in range(first, min(first + window, len(shard)))]
+            for item in items:
+                meta["video_ids"].append(item["video_id"])
+                for key in ("fps", "duration", "feat_stride", "num_frames"):
+                    meta[key].append(float(item[key]))
+            lengths = [item["feats"].shape[1] for item in items]
+            for group in plan_batches(lengths, model, batch_size, max_steps):
+                output = model(*_pad_group([items[i]["feats"] for i in group],
+                                           model.inference_length(lengths[group[0]]), device))
+                for row, position in enumerate(group):
+                    candidates[first + position] = {k: v.detach().cpu()
+                                                    for k, v in model.candidates(output, row).items()}
+                bar.update(len(group))
     finally:
+        bar.close()
         model.train(was_training)
     outputs = [_to_numpy(out) for out in postprocess(candidates, meta, cfg.test_cfg)] if candidates else []
     kept: dict[str, Any] = {}
@@ -94,6 +107,16 @@ def predict(model: nn.Module, dataset: Any, cfg: Any, *, device: torch.device | 
     all_kept = {vid: c for _, part in gathered for vid, c in part.items()}
     return Predictions([by_video[vid] for vid in dataset.video_ids if vid in by_video],
                        {vid: all_kept[vid] for vid in dataset.video_ids if vid in all_kept})
+
+
+def _pad_group(feats: Sequence[torch.Tensor], length: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """[C, T_i] features zero-padded into one [B, C, length] batch with its [B, length] mask, on ``device``."""
+    batch = feats[0].new_zeros((len(feats), feats[0].shape[0], length))
+    for row, f in enumerate(feats):
+        batch[row, :, :f.shape[1]] = f
+    lengths = torch.tensor([f.shape[1] for f in feats])
+    mask = torch.arange(length)[None, :] < lengths[:, None]
+    return batch.to(device), mask.to(device)
 
 
 def _to_numpy(video_output: Mapping[str, Any]) -> dict[str, Any]:

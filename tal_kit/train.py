@@ -22,7 +22,6 @@ videos per step, so the number of steps, the schedule and the learning rate are 
 from __future__ import annotations
 
 import argparse
-import functools
 import sys
 import warnings
 from contextlib import nullcontext
@@ -79,7 +78,7 @@ def build_train_loader(dataset: Any, cfg: Any, ctx: DistContext,
     Workers are started afresh every epoch (no persistent workers): their seeds then derive from the loader's
     generator, whose state is checkpointed, so a resumed run draws exactly the same crops.
     """
-    from tal_kit.data.dataset import collate_videos, seed_worker
+    from tal_kit.data.dataset import seed_worker, training_collate
 
     if cfg.loader.batch_size % ctx.world_size:
         raise ValueError(f"loader.batch_size ({cfg.loader.batch_size}) is the global batch and must be divisible "
@@ -88,10 +87,9 @@ def build_train_loader(dataset: Any, cfg: Any, ctx: DistContext,
     if ctx.is_distributed:
         sampler = DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
                                      seed=cfg.init_rand_seed, drop_last=True)
-    collate = functools.partial(collate_videos, max_seq_len=cfg.dataset.max_seq_len,
-                                max_div_factor=cfg.max_div_factor, is_training=True)
     loader = DataLoader(dataset, batch_size=cfg.loader.batch_size // ctx.world_size, shuffle=sampler is None,
-                        sampler=sampler, drop_last=True, num_workers=cfg.loader.num_workers, collate_fn=collate,
+                        sampler=sampler, drop_last=True, num_workers=cfg.loader.num_workers,
+                        collate_fn=training_collate(cfg),
                         worker_init_fn=seed_worker, generator=generator,
                         pin_memory=ctx.device.type == "cuda")
     return loader, sampler

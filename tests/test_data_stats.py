@@ -74,3 +74,35 @@ def test_instance_lengths_in_steps():
     np.testing.assert_allclose(instance_lengths_in_steps(videos, cfg), [30.0, 7.5])
     fixed = SimpleNamespace(**{**vars(cfg), "feat_stride": -1, "force_upsampling": True})
     np.testing.assert_allclose(instance_lengths_in_steps(videos, fixed), [4 / 20 * 192, 1 / 20 * 192])
+
+
+def test_class_counts_figure_names_few_classes_and_bounds_many():
+    """The bars are the per-subset counts; 20 classes get one named row each, 200 (ActivityNet) a figure of
+    bounded height without 200 unreadable names."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from tal_kit.data.plots import plot_class_counts
+
+    videos = [_video("a", 10.0, [[1, 2], [3, 4], [5, 6]], [0, 0, 2]), _video("b", 10.0, [[1, 2]], [2])]
+    for num_classes, height in ((20, 0.22 * 20 + 1), (200, 8.0)):
+        names = [f"class {i}" for i in range(num_classes)]
+        fig = plot_class_counts({"Test": videos}, names)
+        ax = fig.axes[0]
+        assert fig.get_size_inches()[1] == pytest.approx(height)
+        widths = [patch.get_width() for patch in ax.patches]
+        assert widths[:3] == [2, 0, 2] and sum(widths) == 4  # class 0: 2, class 1: 0, class 2: 2
+        shown = [t.get_text() for t in ax.get_yticklabels()]
+        assert shown == (names if num_classes == 20 else [])
+
+
+def test_class_statistics_hand_worked():
+    """Two instances of class 0 in one video count one video; medians of 1, 2 and 6 s; an empty video counts
+    nowhere; class 2 has no instance."""
+    videos = [_video("a", 30.0, [[0, 1], [5, 7]], [0, 0]), _video("b", 30.0, [[10, 16], [3, 4]], [0, 1]),
+              _video("c", 30.0, [], [])]
+    rows = class_statistics(videos, ["A", "B", "C"])
+    assert [(r["label"], r["instances"], r["videos"]) for r in rows] == [("A", 3, 2), ("B", 1, 1), ("C", 0, 0)]
+    assert rows[0]["mean_s"] == pytest.approx(3.0) and rows[0]["median_s"] == pytest.approx(2.0)
+    assert rows[1]["median_s"] == pytest.approx(1.0) and np.isnan(rows[2]["median_s"])
+    assert class_statistics([], ["A"])[0]["instances"] == 0

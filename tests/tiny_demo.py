@@ -24,4 +24,16 @@ def make_tiny_demo(root: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_demo(tmp_path_factory) -> Path:
-    return make_tiny_demo(tmp_path_factory.mktemp("tiny_demo") / "demo")
+    """Generated once per test run: under pytest-xdist the workers share it (the first one writes it, under a file
+    lock; the generator renames a finished folder into place, so nothing half-written is ever seen)."""
+    from filelock import FileLock
+
+    from tal_kit.data.demo import META_FILE
+    from tests.conftest import run_shared_dir
+
+    root = run_shared_dir(tmp_path_factory) / "tiny_demo" / "demo"
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(root.parent / ".lock")):
+        if not (root / META_FILE).exists():
+            make_tiny_demo(root)
+    return root

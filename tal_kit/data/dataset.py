@@ -23,8 +23,8 @@ from tal_kit.data.annotations import AnnotationDB, AnnotationError, VideoRecord,
 from tal_kit.data.features import FeatureError, FeatureSource
 from tal_kit.data.grid import FeatureGrid, grid_for_video, resample_features
 
-__all__ = ["TALDataset", "truncate_video", "collate_videos", "padded_length", "build_dataloader", "seed_worker",
-           "MissingFeaturesWarning"]
+__all__ = ["TALDataset", "truncate_video", "collate_videos", "padded_length", "training_collate", "build_dataloader",
+           "seed_worker", "MissingFeaturesWarning"]
 
 
 class MissingFeaturesWarning(UserWarning):
@@ -215,25 +215,38 @@ def _clip_to_features(segments: torch.Tensor, labels: torch.Tensor, feat_len: in
 # Batching
 # ----------------------------------------------------------------------------------------------------------------------
 
-def padded_length(max_len: int, max_seq_len: int, max_div_factor: int, is_training: bool) -> int:
-    """Length a batch is padded to (SPEC §D.0): exactly max_seq_len in training; in evaluation max_seq_len, or
-    the next multiple of max_div_factor for a longer video."""
+def padded_length(max_len: int, max_seq_len: int, max_div_factor: int, is_training: bool,
+                  length_stride: int | None = None) -> int:
+    """Length a batch is padded to (SPEC §D.0).
+
+    Training: exactly max_seq_len (the reference), or with ``length_stride`` (the model's coarsest stride) only as
+    far as the batch's longest item needs: the next multiple of the stride plus one more stride, capped at
+    max_seq_len. The extra stride keeps at least one padded step after every real one on every pyramid level,
+    which is all a real step can see of the padding (padded steps carry a LayerNorm bias, the array's end is zero
+    padding), so the outputs at real steps, the losses and the gradients are those of the max_seq_len batch.
+
+    Evaluation: max_seq_len, or the next multiple of max_div_factor for a longer video.
+    """
     if is_training:
         if max_len > max_seq_len:
             raise ValueError(f"a training item has {max_len} time steps, more than max_seq_len {max_seq_len}")
-        return max_seq_len
+        if length_stride is None:
+            return max_seq_len
+        return min(max_seq_len, (math.ceil(max_len / length_stride) + 1) * length_stride)
     if max_len <= max_seq_len:
         return max_seq_len
     return int(math.ceil(max_len / max_div_factor) * max_div_factor)
 
 
-def collate_videos(items: Sequence[dict], max_seq_len: int, max_div_factor: int, is_training: bool) -> dict:
+def collate_videos(items: Sequence[dict], max_seq_len: int, max_div_factor: int, is_training: bool,
+                   length_stride: int | None = None) -> dict:
     """Stack items into ``{"feats" [B, C, T_pad], "mask" [B, T_pad] bool, "segments", "labels", "video_ids",
-    "fps", "duration", "feat_stride", "num_frames"}`` (lists for the per-video fields); padding is zeros."""
+    "fps", "duration", "feat_stride", "num_frames"}`` (lists for the per-video fields); padding is zeros.
+    ``T_pad`` is :func:`padded_length` of the longest item."""
     if not items:
         raise ValueError("collate_videos needs at least one item")
     lengths = [it["feats"].shape[1] for it in items]
-    length = padded_length(max(lengths), max_seq_len, max_div_factor, is_training)
+    length = padded_length(max(lengths), max_seq_len, max_div_factor, is_training, length_stride)
     channels = items[0]["feats"].shape[0]
     feats = items[0]["feats"].new_zeros((len(items), channels, length))
     for b, it in enumerate(items):
@@ -243,6 +256,15 @@ def collate_videos(items: Sequence[dict], max_seq_len: int, max_div_factor: int,
             "labels": [it["labels"] for it in items], "video_ids": [it["video_id"] for it in items],
             "fps": [it["fps"] for it in items], "duration": [it["duration"] for it in items],
             "feat_stride": [it["feat_stride"] for it in items], "num_frames": [it["num_frames"] for it in items]}
+
+
+def training_collate(cfg: Any) -> functools.partial:
+    """The collate function of training batches for ``cfg``: length-aware (padded to what the batch needs), or
+    padded to max_seq_len as the reference does when ``trainer.pad_to_max_seq_len`` is set. Both give the same
+    losses and gradients; the second computes every padded step."""
+    stride = None if cfg.trainer.pad_to_max_seq_len else cfg.model.level_strides[-1]
+    return functools.partial(collate_videos, max_seq_len=cfg.dataset.max_seq_len,
+                             max_div_factor=cfg.max_div_factor, is_training=True, length_stride=stride)
 
 
 def seed_worker(worker_id: int) -> None:
@@ -267,8 +289,11 @@ def build_dataloader(dataset: TALDataset, cfg: Any, is_training: bool, *, genera
     if batch_size is None:
         batch_size = cfg.loader.batch_size if is_training else 1
     num_workers = cfg.loader.num_workers
-    collate = functools.partial(collate_videos, max_seq_len=cfg.dataset.max_seq_len,
-                                max_div_factor=cfg.max_div_factor, is_training=is_training)
+    if is_training:
+        collate = training_collate(cfg)
+    else:
+        collate = functools.partial(collate_videos, max_seq_len=cfg.dataset.max_seq_len,
+                                    max_div_factor=cfg.max_div_factor, is_training=False)
     return DataLoader(dataset, batch_size=batch_size, shuffle=is_training and sampler is None, sampler=sampler,
                       drop_last=is_training, num_workers=num_workers, collate_fn=collate,
                       worker_init_fn=seed_worker if is_training else None, generator=generator,

@@ -125,8 +125,10 @@ def plot_resampling(source: np.ndarray, source_grid: FeatureGrid, resampled: np.
 
 
 def plot_class_counts(videos_by_subset: Mapping[str, Sequence[VideoRecord]], label_names: Sequence[str]) -> Figure:
-    """Instances per class, one bar per subset."""
-    fig, ax = plt.subplots(figsize=(10, max(3.0, 0.22 * len(label_names) + 1)))
+    """Instances per class, one bar per subset. Up to 60 classes are named, one row each; more (ActivityNet's 200)
+    are drawn unnamed in a figure of bounded height (a 45-inch-tall figure took most of a dry run's notebook 02)."""
+    named = len(label_names) <= 60
+    fig, ax = plt.subplots(figsize=(10, max(3.0, 0.22 * len(label_names) + 1) if named else 8.0))
     width = 0.8 / max(len(videos_by_subset), 1)
     y = np.arange(len(label_names))
     for k, (subset, videos) in enumerate(videos_by_subset.items()):
@@ -134,8 +136,11 @@ def plot_class_counts(videos_by_subset: Mapping[str, Sequence[VideoRecord]], lab
         counts = np.bincount(labels, minlength=len(label_names))
         ax.barh(y + k * width, counts, height=width, label=f"{subset} ({counts.sum()})",
                 color=_SUBSET_COLORS[k % len(_SUBSET_COLORS)])
-    ax.set_yticks(y + width * (len(videos_by_subset) - 1) / 2,
-                  label_names if len(label_names) <= 60 else [""] * len(label_names), fontsize=7)
+    if named:
+        ax.set_yticks(y + width * (len(videos_by_subset) - 1) / 2, label_names, fontsize=7)
+    else:
+        ax.set_yticks([])
+        ax.set_ylabel(f"{len(label_names)} classes (in label-id order)")
     ax.invert_yaxis()
     ax.set_xlabel("instances")
     ax.legend(fontsize=8)

@@ -229,6 +229,25 @@ class ActionFormer(nn.Module):
             return reference
         return min(reference, (math.ceil(num_steps / self.total_stride) + 1) * self.total_stride)
 
+    def exact_at_length(self, num_steps: int, length: int) -> bool:
+        """Whether a video of ``num_steps`` steps padded to ``length`` (e.g. batched with a longer one) gets the
+        same outputs at its real steps as padded to its own `inference_length`.
+
+        By the rule `inference_length` rests on, that holds when every pyramid level has padding after the video
+        at both lengths or at neither, and, with the absolute position embedding, when the table is not stretched
+        (in evaluation it is stretched to any length of at least max_seq_len) unless both lengths are equal.
+        """
+        own = self.inference_length(num_steps)
+        if length == own:
+            return True
+        if length < own or length % self.total_stride or (self.use_abs_pe and length >= self.max_seq_len):
+            return False
+        for stride in self.level_strides:
+            real = -(-num_steps // stride)  # steps of this level holding real data
+            if (own // stride > real) != (length // stride > real):
+                return False
+        return True
+
     @torch.no_grad()
     def predict(self, batch: Mapping[str, Any]) -> list[dict]:
         """Detections for a collated batch: forward in eval mode, decode, NMS, seconds (SPEC §D.11).
