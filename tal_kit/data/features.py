@@ -18,6 +18,7 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
+from tal_kit.atomic import atomic_open
 from tal_kit.data.grid import resample_features
 
 __all__ = ["FeatureError", "SUPPORTED_EXTENSIONS", "feature_path", "read_feature_array", "feature_length",
@@ -148,23 +149,22 @@ def load_feature_file(path: str | Path, input_dim: int | None = None, *, video_i
 
 
 def write_feature_file(path: str | Path, feats: np.ndarray) -> Path:
-    """Write a [T, C] array in the format given by the extension, atomically (temp file + rename)."""
+    """Write a [T, C] array in the format given by the extension, atomically (the kit's one atomic writer: a kill
+    leaves no half-written file, and the temporary it leaves is removed by the next write)."""
     path = Path(path)
     ext = _extension(path)
     feats = np.asarray(feats)
-    tmp = path.with_name(f".{path.name}.tmp{ext}")
-    if ext == ".npy":
-        np.save(tmp, feats)
-    elif ext == ".npz":
-        np.savez(tmp, feats=feats)
-    elif ext in (".pt", ".pth"):
-        torch.save(torch.from_numpy(np.ascontiguousarray(feats)), tmp)
-    elif ext == ".pkl":
-        with open(tmp, "wb") as f:
-            pickle.dump(feats, f, protocol=pickle.HIGHEST_PROTOCOL)
-    else:
-        np.savetxt(tmp, feats, delimiter=",", fmt="%.9g")
-    tmp.replace(path)
+    with atomic_open(path, "w" if ext == ".csv" else "wb") as handle:
+        if ext == ".npy":
+            np.save(handle, feats)
+        elif ext == ".npz":
+            np.savez(handle, feats=feats)
+        elif ext in (".pt", ".pth"):
+            torch.save(torch.from_numpy(np.ascontiguousarray(feats)), handle)
+        elif ext == ".pkl":
+            pickle.dump(feats, handle, protocol=pickle.HIGHEST_PROTOCOL)
+        else:
+            np.savetxt(handle, feats, delimiter=",", fmt="%.9g")
     return path
 
 
