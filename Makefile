@@ -9,7 +9,8 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade -q pip
-	$(PY) -m pip install -q -e '.[test]'
+# setuptools warns at length on every editable install that folders named like the package shadow it (ours is the package)
+	PYTHONWARNINGS='ignore:Editable installation' $(PY) -m pip install -q -e '.[test]'
 	@touch $(STAMP)
 
 ## Run the demo reproduction end to end (generates data/demo when missing) and print the results table.
