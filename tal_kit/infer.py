@@ -153,7 +153,8 @@ def _fuse_if_configured(detections: Any, cfg: Any, data_root: Any) -> Any:
         return detections
     path = resolve_path(cfg, data_root, cfg.test_cfg.ext_score_file)
     return fuse_scores(detections, load_class_scores(path), topk=cfg.test_cfg.fusion_topk,
-                       num_pred=cfg.test_cfg.fusion_num_pred, source=path)
+                       num_pred=cfg.test_cfg.fusion_num_pred, softmax_out_of_range=cfg.test_cfg.fusion_softmax,
+                       source=path)
 
 
 def evaluate(detections: Any, ground_truth: Sequence[Any], label_names: Sequence[str], cfg: Any) -> Any:

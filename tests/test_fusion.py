@@ -122,3 +122,35 @@ def test_matches_actionformer_postprocess_results(thumos_cls_scores, rc3d_predic
     np.testing.assert_array_equal(got.labels[ours], expected["label"][theirs])
     np.testing.assert_allclose(got.scores[ours], expected["score"][theirs], rtol=1e-15)
     np.testing.assert_array_equal(got.starts[ours], expected["t-start"][theirs])
+
+
+@pytest.mark.parametrize("softmax", [True, False])
+def test_config_fusion_softmax_is_applied(softmax, thumos_cls_scores, rc3d_predictions, thumos_json):
+    """test_cfg.fusion_softmax chooses the rule inference fuses with: InternVideo's softmax of out-of-range vectors
+    (true) or the vectors as they are (false, ActionFormer); on the real score file the two give other scores."""
+    from tal_kit.config import load_config
+    from tal_kit.data.annotations import load_annotations
+    from tal_kit.infer import to_detections
+
+    with pytest.warns(UserWarning):
+        names = load_annotations(thumos_json).label_names
+    proposals = _rc3d_as_proposals(rc3d_predictions, names)
+    proposals = proposals.select(proposals.video_ids != "video_test_0001292")
+    outputs = [{"video_id": v, "segments": np.stack([p.starts, p.ends], axis=1), "scores": p.scores,
+                "labels": p.labels} for v in proposals.videos() for p in [proposals.for_video(v)]]
+    cfg = load_config("thumos14", [f"test_cfg.ext_score_file={thumos_cls_scores}",
+                                   f"test_cfg.fusion_softmax={str(softmax).lower()}",
+                                   f"test_cfg.fusion_num_pred=100"])
+    got = to_detections(outputs, cfg, data_root=None)
+    # Independent check on a video whose vector has values above 1 (a softmax changes it): top-2 classes of the
+    # vector as the rule makes it, sqrt of class score x proposal score for the top 100 proposals.
+    vector = load_class_scores(thumos_cls_scores)["video_test_0000211"].astype(np.float64)
+    assert vector.max() > 1
+    if softmax:
+        vector = np.exp(vector) / np.exp(vector).sum()
+    top2 = np.argsort(vector)[::-1][:2]
+    best = np.sort(proposals.for_video("video_test_0000211").scores)[::-1][:100]
+    mine = got.for_video("video_test_0000211")
+    assert mine.labels.tolist() == [top2[0]] * len(best) + [top2[1]] * len(best)
+    np.testing.assert_allclose(mine.scores, np.sqrt(np.concatenate([vector[top2[0]] * best, vector[top2[1]] * best])),
+                               rtol=1e-12)
