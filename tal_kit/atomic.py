@@ -6,7 +6,9 @@ half-written one.
 Temporary names carry the writer's process id and a tag of its host (``.<name>.tal<pid>.<host>-<random>.tmp``),
 so a temporary orphaned by a killed process is recognisable: the next write of the same target removes those whose
 process is gone (a live writer's temporary is never touched, nor one written from another machine on a shared
-file system, whose processes cannot be checked from here). This module imports neither torch nor numpy, so every layer can use it.
+file system, whose processes cannot be checked from here). New files and folders get the permissions a plain
+``open(path, "w")`` or ``os.mkdir`` would give them (the umask's). This module imports neither torch nor numpy, so
+every layer can use it.
 """
 from __future__ import annotations
 
@@ -21,8 +23,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, Iterator
 
-__all__ = ["atomic_open", "write_json_atomic", "write_text_atomic", "temp_prefix", "remove_stale_temporaries",
-           "process_alive"]
+__all__ = ["atomic_open", "atomic_path", "write_json_atomic", "write_text_atomic", "new_file_mode", "new_dir_mode",
+           "temp_prefix", "remove_stale_temporaries", "process_alive"]
 
 _TEMP_NAME = re.compile(r"^\.(?P<target>.+)\.tal(?P<pid>\d+)\.(?P<host>[0-9a-f]{6})-[^/]*$")
 
@@ -83,7 +85,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb", encoding: str | None 
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path.parent, path.name)
     fd, tmp_name = tempfile.mkstemp(prefix=temp_prefix(path.name), suffix=".tmp", dir=path.parent)
-    os.chmod(tmp_name, 0o644)  # mkstemp creates 0600; results should be readable like any other file
+    os.chmod(tmp_name, new_file_mode())  # mkstemp creates 0600; a result gets what a plain open() would give it
     handle = os.fdopen(fd, mode, encoding=encoding)
     try:
         yield handle
@@ -99,6 +101,57 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb", encoding: str | None 
             handle.close()  # (flushing what is left may fail again on a full disk: the first error is the one)
         except OSError:
             pass
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _umask() -> int:
+    """The process's umask. Read from /proc where Linux offers it, since setting and restoring it (the only portable
+    way to read it) briefly changes it for every thread."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def new_file_mode() -> int:
+    """The permissions ``open(path, "w")`` gives a new file: 0o666 less the umask."""
+    return 0o666 & ~_umask()
+
+
+def new_dir_mode() -> int:
+    """The permissions ``os.mkdir`` gives a new folder: 0o777 less the umask (mkdtemp's are 0o700)."""
+    return 0o777 & ~_umask()
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
+    """A temporary path beside ``path`` for writers that need a file name (``savefig``, ``np.savez``, a copy); on
+    success it is flushed and replaces ``path`` with normal permissions, on error it is removed. ``suffix`` keeps
+    the extension such writers read the format from."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path.parent, path.name)
+    fd, tmp_name = tempfile.mkstemp(prefix=temp_prefix(path.name), suffix=suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp_name)
+        os.chmod(tmp_name, new_file_mode())
+        fd = os.open(tmp_name, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp_name, path)
+    except BaseException:
         if os.path.exists(tmp_name):
             os.unlink(tmp_name)
         raise

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from tal_kit.atomic import atomic_path, write_text_atomic
 from tal_kit.config import Config, load_config, resolve_path
 from tal_kit.data.features import feature_path, write_feature_file
 from tal_kit.evaluation.metric_kind import SYNTHETIC_MARKER
@@ -101,14 +101,11 @@ def make_dryrun_data(config: str, out_dir: str | Path, annotation_file: Optional
     json_path.parent.mkdir(parents=True, exist_ok=True)
     if annotation_file is not None:
         data = json.loads(Path(annotation_file).read_text())
-        tmp = json_path.with_name(json_path.name + ".tmp")
-        shutil.copyfile(annotation_file, tmp)  # the real file, byte for byte
-        os.replace(tmp, json_path)
+        with atomic_path(json_path) as tmp:
+            shutil.copyfile(annotation_file, tmp)  # the real file, byte for byte
     else:
         data = synthetic_annotations(cfg, 2 * videos_per_split + 2, rng)
-        tmp = json_path.with_name(json_path.name + ".tmp")
-        tmp.write_text(json.dumps(data, indent=1))
-        os.replace(tmp, json_path)
+        write_text_atomic(json_path, json.dumps(data, indent=1))
 
     database = data["database"]
     chosen = (pick_videos(database, cfg.train_split, videos_per_split, max_duration)
@@ -148,9 +145,7 @@ def make_dryrun_data(config: str, out_dir: str | Path, annotation_file: Optional
             "reference_features": str(ref_dir) if ref_dir else None}
     # marks the folder's features as synthetic: results computed on it are labelled so (metric_kind.py)
     marker = out_dir / SYNTHETIC_MARKER
-    tmp = marker.with_name(marker.name + ".tmp")
-    tmp.write_text(json.dumps({"written_by": "python -m tal_kit dry-run-data", **info}, indent=1))
-    os.replace(tmp, marker)
+    write_text_atomic(marker, json.dumps({"written_by": "python -m tal_kit dry-run-data", **info}, indent=1))
     return info
 
 

@@ -26,7 +26,9 @@ def test_round_trip_weights_only(tmp_path):
     path = ckpt.save_checkpoint(tmp_path / "last.pt", minimal_state(epoch=4))
     loaded = ckpt.load_checkpoint(path)
     assert loaded["epoch"] == 4 and loaded["format"] == ckpt.CHECKPOINT_FORMAT
-    assert oct(os.stat(path).st_mode & 0o777) == oct(0o644)
+    mask = os.umask(0)
+    os.umask(mask)
+    assert oct(os.stat(path).st_mode & 0o777) == oct(0o666 & ~mask)  # what open(path, "w") would give
 
 
 def test_failed_write_leaves_the_old_file_and_no_temporaries(tmp_path, monkeypatch):

@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -38,7 +39,7 @@ from typing import Sequence
 
 import numpy as np
 
-from tal_kit.atomic import remove_stale_temporaries, temp_prefix
+from tal_kit.atomic import new_dir_mode, remove_stale_temporaries, temp_prefix
 from tal_kit.data.features import feature_path, write_feature_file
 from tal_kit.data.grid import FeatureGrid
 
@@ -382,6 +383,7 @@ def generate_demo_dataset(out: str | Path, spec: DemoSpec | None = None, *, over
     out.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out.parent, out.name)  # a generation killed earlier left its half-built folder
     tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(out.name), dir=out.parent))
+    os.chmod(tmp, new_dir_mode())  # mkdtemp makes it 0700; the dataset folder gets what os.mkdir would give it
     try:
         plans = plan_videos(spec)
         (tmp / "features").mkdir()

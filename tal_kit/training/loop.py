@@ -27,7 +27,7 @@ from .checkpoint import (CheckpointError, check_resume_compatible, load_checkpoi
                          save_checkpoint)
 from .distributed import DistContext, gather_objects
 from .ema import ModelEMA, unwrap
-from .files import write_json_atomic, write_text_atomic
+from .files import atomic_path, write_json_atomic, write_text_atomic
 from .seeding import capture_rng_state, restore_rng_state
 
 # evaluate_fn(ema_model, epoch) -> {"average_mAP": float, "mAP": [...], "tiou_thresholds": [...], ...} on rank 0,
@@ -68,14 +68,12 @@ def _link_or_copy(source: Path, target: Path) -> None:
 
     ``source`` is later *replaced* by rename, never rewritten in place, so the link keeps this epoch's content.
     """
-    tmp = target.with_name(f".{target.name}.link")
-    if tmp.exists():
-        tmp.unlink()
-    try:
-        os.link(source, tmp)
-    except OSError:
-        shutil.copyfile(source, tmp)
-    os.replace(tmp, target)
+    with atomic_path(target) as tmp:
+        tmp.unlink()  # os.link needs the name free
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
 
 
 class Trainer:

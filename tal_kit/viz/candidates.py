@@ -11,15 +11,13 @@ class, plus background, roughly what a detector emits before NMS.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from tal_kit.atomic import remove_stale_temporaries, temp_prefix
+from tal_kit.atomic import atomic_path
 from tal_kit.data.grid import FeatureGrid
 from tal_kit.viz.timeline import VideoDetections
 
@@ -142,16 +140,8 @@ def save_candidates(path: Union[str, Path], candidates: Mapping[str, VideoCandid
     }
     for field in _FIELDS:
         arrays[field] = np.asarray([getattr(c, field) for c in videos], np.float64)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(path.parent, path.name)
-    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.name), suffix=".npz", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".npz") as tmp:
         np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

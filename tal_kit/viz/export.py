@@ -6,38 +6,20 @@ an air-gapped machine without fetching anything; several figures share that one 
 from __future__ import annotations
 
 import html
-import os
-import tempfile
 from pathlib import Path
 from typing import Mapping, Sequence, Union
 
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
-from tal_kit.atomic import remove_stale_temporaries, temp_prefix
+from tal_kit.atomic import write_text_atomic
 
-__all__ = ["export_html", "write_text_atomic"]
+__all__ = ["export_html"]
 
 FigureSet = Union[go.Figure, Sequence[go.Figure], Mapping[str, go.Figure]]
 
 # Zoom with the mouse wheel as well as by dragging; keep the mode bar (pan, zoom, reset, PNG download).
 PLOT_CONFIG = {"scrollZoom": True, "displaylogo": False, "responsive": True}
-
-
-def write_text_atomic(path: Union[str, Path], text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename (never half-written)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(path.parent, path.name)
-    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.name), suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _named_figures(figures: FigureSet) -> list[tuple[str, go.Figure]]:

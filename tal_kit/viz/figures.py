@@ -6,15 +6,13 @@ under ``figures/<config>/``.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 from matplotlib.figure import Figure
 
-from tal_kit.atomic import remove_stale_temporaries, temp_prefix
+from tal_kit.atomic import atomic_path
 from tal_kit.viz.error_analysis import ERROR_TYPE_NAMES, FalsePositiveAnalysis, SensitivityAnalysis
 
 __all__ = ["ap_vs_tiou_figure", "per_class_ap_figure", "pr_curves_figure", "duration_histograms_figure",
@@ -27,16 +25,8 @@ ERROR_COLOURS = ("#33a02c", "#b2df8a", "#1f78b4", "#fb9a99", "#e31a1c", "#a6cee3
 def save_figure(fig: Figure, path: Union[str, Path], dpi: int = 150) -> Path:
     """Save ``fig`` to ``path`` (format from the suffix) through a temporary file and a rename."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(path.parent, path.name)
-    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.name), suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=path.suffix) as tmp:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 
