@@ -69,6 +69,7 @@ def check_data(config: str, data_root: str | Path, overrides: Optional[list[str]
                scan_values: bool = True, progress: bool = True) -> DataReport:
     """Check a data folder against a preset; see the module docstring for what is checked."""
     from tal_kit.data.annotations import AnnotationError, load_annotations
+    from tal_kit.data.grid import resizes_to_max_seq_len
     from tal_kit.data.features import (FeatureError, FeatureSource, feature_length, load_feature_file,
                                        read_feature_array)
 
@@ -155,7 +156,7 @@ def check_data(config: str, data_root: str | Path, overrides: Optional[list[str]
                 report.warnings["length disagrees with duration"].append(
                     f"{ref or path}: {length} steps, but {video.duration:.1f} s at {fps:g} fps and stride "
                     f"{d.feat_stride:g} give {expected}")
-        elif length > d.max_seq_len and not d.force_upsampling:
+        elif length > d.max_seq_len and not resizes_to_max_seq_len(d):
             report.errors["fixed-length features longer than max_seq_len"].append(f"{path}: {length} steps")
 
     report.facts.append(f"{report.checked_files} feature file(s) read for {report.num_videos} video(s)")

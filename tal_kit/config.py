@@ -57,6 +57,9 @@ class DatasetConfig:
     # upstream HEAD sets num_frames = feat_stride. SPEC §C.3 [ambiguous].
     fixed_length_num_frames: str = "stride_x_frames"  # "stride_x_frames" (fork) | "stride" (AF HEAD)
     crop_window_offset: bool = False  # AF HEAD widens the crop window by the grid offset; the fork does not
+    # force_upsampling with variable-length features (feat_stride > 0): the fork ignores it there (it only resizes
+    # fixed-length features); AF HEAD's "case 2" resizes them to max_seq_len with stride ((T-1)*stride+frames)/len.
+    variable_length_upsampling: str = "ignore"  # "ignore" (fork) | "resize" (AF HEAD case 2); SPEC §C.3
     remove_duplicates: bool = False  # drop duplicate training annotations (the ANet loader does)
     clip_segments_to_features: bool = False  # drop/clamp segments beyond the feature length (the fork's ANet fix)
     missing_features: str = "error"  # "error": list every missing file; "skip": skip those videos, counted
@@ -402,6 +405,7 @@ def config_from_dict(data: dict[str, Any], source: str = "<dict>") -> Config:
 _CHOICES = {
     ("dataset", "file_ext"): (".npy", ".npz", ".pt", ".pth", ".pkl", ".csv"),
     ("dataset", "fixed_length_num_frames"): ("stride_x_frames", "stride"),
+    ("dataset", "variable_length_upsampling"): ("ignore", "resize"),
     ("dataset", "missing_features"): ("error", "skip"),
     ("model", "backbone_type"): ("convTransformer",),
     ("model", "fpn_type"): ("identity", "fpn"),

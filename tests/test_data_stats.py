@@ -69,7 +69,8 @@ def test_instance_lengths_in_steps():
     from tal_kit.data.stats import instance_lengths_in_steps
 
     cfg = SimpleNamespace(feat_stride=4, num_frames=16, downsample_rate=1, max_seq_len=192, force_upsampling=False,
-                          fixed_length_num_frames="stride_x_frames", default_fps=None)
+                          variable_length_upsampling="ignore", fixed_length_num_frames="stride_x_frames",
+                          default_fps=None)
     videos = [_video("a", 20.0, [[0, 4], [10, 11]], [0, 1])]  # fps 30: 4 s = 120 frames = 30 steps of 4 frames
     np.testing.assert_allclose(instance_lengths_in_steps(videos, cfg), [30.0, 7.5])
     fixed = SimpleNamespace(**{**vars(cfg), "feat_stride": -1, "force_upsampling": True})

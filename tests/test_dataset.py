@@ -296,3 +296,27 @@ def test_fixed_length_items_and_resampling_example(tmp_path):
     example = resampling_example(cfg, root, ds.videos[0], fps=30.0)
     assert example.source.shape == (4, 36) and example.resampled.shape == (4, 256)
     np.testing.assert_allclose(example.resampled, item["feats"].numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("choice", ["ignore", "resize"])
+def test_force_upsampling_on_variable_length_features_is_an_explicit_choice(tmp_path, choice):
+    """force_upsampling with feat_stride > 0: the InternVideo fork ignores it (features and grid as without it);
+    AF HEAD's case 2 resizes to max_seq_len with stride ((T-1)*4+16)/256 frames per step (SPEC §C.3)."""
+    root = _make_dataset(tmp_path)
+    cfg = _cfg("dataset.force_upsampling=true", f"dataset.variable_length_upsampling={choice}")
+    item = TALDataset(cfg, root, is_training=False)[0]  # e1: 36 features, stride 4, 16 frames, 30 fps
+    if choice == "ignore":
+        plain = TALDataset(_cfg(), root, is_training=False)[0]
+        assert item["feats"].shape == (4, 36) and (item["feat_stride"], item["num_frames"]) == (4.0, 16.0)
+        torch.testing.assert_close(item["feats"], plain["feats"])
+        torch.testing.assert_close(item["segments"], torch.tensor([[(30 * 2.0 - 8) / 4, (30 * 3.0 - 8) / 4]]))
+    else:
+        stride = (35 * 4 + 16) / 256
+        assert item["feats"].shape == (4, 256)
+        assert item["feat_stride"] == pytest.approx(stride) and item["num_frames"] == pytest.approx(stride)
+        torch.testing.assert_close(item["segments"], torch.tensor([[30 * 2.0 / stride - 0.5, 30 * 3.0 / stride - 0.5]]))
+
+
+def test_internvideo_presets_keep_the_forks_variable_length_rule():
+    for preset in ("thumos14", "anet", "hacs", "fineaction"):
+        assert load_config(preset).dataset.variable_length_upsampling == "ignore", preset

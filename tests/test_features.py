@@ -99,7 +99,7 @@ def test_unreadable_files(tmp_path):
 
 def _dataset_cfg(**kw):
     base = dict(feat_stride=4, num_frames=16, downsample_rate=1, max_seq_len=2304, force_upsampling=False,
-                fixed_length_num_frames="stride_x_frames")
+                variable_length_upsampling="ignore", fixed_length_num_frames="stride_x_frames")
     return SimpleNamespace(**{**base, **kw})
 
 
@@ -147,7 +147,8 @@ def test_fixed_length_grid_fork_and_head():
 
 def test_head_case2_grid():
     """AF HEAD case 2: T_in = 100 TSP features (stride 16, 16 frames) resized to 192: stride (99*16+16)/192."""
-    grid = grid_for_video(_dataset_cfg(feat_stride=16, max_seq_len=192, force_upsampling=True),
+    grid = grid_for_video(_dataset_cfg(feat_stride=16, max_seq_len=192, force_upsampling=True,
+                                       variable_length_upsampling="resize"),
                           fps=15.0, duration=120.0, num_features=100)
     assert grid.feat_stride == pytest.approx(1600 / 192) and grid.num_frames == grid.feat_stride
     assert grid.feat_offset == pytest.approx(0.5)

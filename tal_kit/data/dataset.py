@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from tal_kit.data.annotations import AnnotationDB, AnnotationError, VideoRecord, load_annotations
 from tal_kit.data.features import FeatureError, FeatureSource
-from tal_kit.data.grid import FeatureGrid, grid_for_video, resample_features
+from tal_kit.data.grid import FeatureGrid, grid_for_video, resample_features, resizes_to_max_seq_len
 
 __all__ = ["TALDataset", "truncate_video", "collate_videos", "padded_length", "training_collate", "build_dataloader",
            "seed_worker", "MissingFeaturesWarning"]
@@ -175,11 +175,12 @@ class TALDataset(Dataset):
         d = self.cfg.dataset
         feats = self.features.load(video.video_id)  # [C, T], on the reference grid when there is one
         grid = self.grid(video, feats.shape[1])
-        if d.feat_stride > 0 and not d.force_upsampling and d.downsample_rate > 1:
+        resized = resizes_to_max_seq_len(d)
+        if d.feat_stride > 0 and not resized and d.downsample_rate > 1:
             feats = feats[:, ::d.downsample_rate].contiguous()
-        if d.force_upsampling and feats.shape[1] != d.max_seq_len:
+        if resized and feats.shape[1] != d.max_seq_len:
             feats = resample_features(feats, d.max_seq_len)
-        if d.feat_stride <= 0 and not d.force_upsampling and feats.shape[1] > d.max_seq_len:
+        if d.feat_stride <= 0 and not resized and feats.shape[1] > d.max_seq_len:
             raise FeatureError(f"{self.features.path(video.video_id)} (video {video.video_id!r}): "
                                f"{feats.shape[1]} fixed-length features exceed dataset.max_seq_len {d.max_seq_len}")
 

@@ -11,7 +11,8 @@ import torch
 
 from tal_kit.data.annotations import VideoRecord
 from tal_kit.data.features import FeatureSource, load_feature_file
-from tal_kit.data.grid import FeatureGrid, grid_for_video, resample_features, resampling_time_shift
+from tal_kit.data.grid import (FeatureGrid, grid_for_video, resample_features, resampling_time_shift,
+                               resizes_to_max_seq_len)
 
 __all__ = ["ResamplingExample", "resampling_example"]
 
@@ -41,14 +42,15 @@ def resampling_example(cfg: Any, data_root: str | Path, video: VideoRecord, fps:
 
     * ``reference_feat_folder`` set (InternVideo THUMOS-14 / ActivityNet): the feature file is resampled to the
       reference file's length.
-    * ``force_upsampling`` (FineAction, AF HEAD's ActivityNet): the feature file is resampled to ``max_seq_len``.
+    * ``force_upsampling`` (FineAction; AF HEAD's ActivityNet with ``variable_length_upsampling: resize``): the
+      feature file is resampled to ``max_seq_len``.
     * The demo (a folder with demo_meta.json): the demo generator renders the same video as a second extractor
       would see it, with clips every ``demo_source_stride`` frames, and that is resampled onto the demo's grid,
       where the natively extracted features serve as the comparison.
     """
     d = cfg.dataset
     features = FeatureSource.from_config(cfg, data_root)
-    if d.reference_feat_folder is None and not d.force_upsampling:
+    if d.reference_feat_folder is None and not resizes_to_max_seq_len(d):
         if (Path(data_root) / "demo_meta.json").exists():
             return _demo_example(cfg, data_root, video, fps, demo_source_stride, features)
         return None

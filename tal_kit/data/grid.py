@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["FeatureGrid", "grid_for_video", "resample_features"]
+__all__ = ["FeatureGrid", "grid_for_video", "resizes_to_max_seq_len", "resample_features"]
 
 
 @dataclass(frozen=True)
@@ -64,18 +64,28 @@ class FeatureGrid:
         return np.stack([start, start + self.num_frames / self.fps], axis=1)
 
 
+def resizes_to_max_seq_len(dataset_cfg: Any) -> bool:
+    """Whether a video's features are resized to ``max_seq_len`` steps (the one rule the grid, the dataset and
+    check-data share): ``force_upsampling`` always resizes fixed-length features (``feat_stride <= 0``); it resizes
+    variable-length ones only with ``variable_length_upsampling: resize`` (AF HEAD's case 2; the fork ignores it)."""
+    if not dataset_cfg.force_upsampling:
+        return False
+    return dataset_cfg.feat_stride <= 0 or dataset_cfg.variable_length_upsampling == "resize"
+
+
 def grid_for_video(dataset_cfg: Any, *, fps: float, duration: float, num_features: int) -> FeatureGrid:
     """The grid the model sees for one video, following the loaders' three cases (SPEC §C.3).
 
     Args:
         dataset_cfg: ``cfg.dataset`` (feat_stride, num_frames, downsample_rate, max_seq_len, force_upsampling,
-            fixed_length_num_frames).
+            variable_length_upsampling, fixed_length_num_frames).
         fps: the video's frame rate (``default_fps`` or the JSON's).
         duration: seconds (only used by fixed-length features).
         num_features: features in the file, after resampling onto a reference grid but before downsampling.
     """
     stride, frames = float(dataset_cfg.feat_stride), float(dataset_cfg.num_frames)
-    if stride > 0 and not dataset_cfg.force_upsampling:
+    resized = resizes_to_max_seq_len(dataset_cfg)
+    if stride > 0 and not resized:
         # variable-length features; downsampling by r keeps every r-th feature, so the stride grows r-fold
         return FeatureGrid(stride * dataset_cfg.downsample_rate, frames, float(fps))
     if stride > 0:
@@ -83,7 +93,7 @@ def grid_for_video(dataset_cfg: Any, *, fps: float, duration: float, num_feature
         new_stride = ((num_features - 1) * stride + frames) / dataset_cfg.max_seq_len
         return FeatureGrid(new_stride, new_stride, float(fps))
     # fixed-length features spread over the whole video
-    seq_len = dataset_cfg.max_seq_len if dataset_cfg.force_upsampling else num_features
+    seq_len = dataset_cfg.max_seq_len if resized else num_features
     new_stride = duration * fps / seq_len
     if dataset_cfg.fixed_length_num_frames == "stride_x_frames":  # the fork: an 8-cell shift at num_frames 16
         new_frames = new_stride * frames
