@@ -18,13 +18,13 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
-from tal_kit.atomic import atomic_open
 from tal_kit.data.grid import resample_features
+from tal_kit.feature_files import FEATURE_FORMATS, write_features
 
 __all__ = ["FeatureError", "SUPPORTED_EXTENSIONS", "feature_path", "read_feature_array", "feature_length",
            "load_feature_file", "write_feature_file", "FeatureSource"]
 
-SUPPORTED_EXTENSIONS = (".npy", ".npz", ".pt", ".pth", ".pkl", ".csv")
+SUPPORTED_EXTENSIONS = FEATURE_FORMATS
 # keys tried, in order, when a .npz/.pt/.pkl file holds a mapping instead of a bare array
 _ARRAY_KEYS = ("feats", "features", "feat", "arr_0", "data")
 
@@ -149,23 +149,11 @@ def load_feature_file(path: str | Path, input_dim: int | None = None, *, video_i
 
 
 def write_feature_file(path: str | Path, feats: np.ndarray) -> Path:
-    """Write a [T, C] array in the format given by the extension, atomically (the kit's one atomic writer: a kill
-    leaves no half-written file, and the temporary it leaves is removed by the next write)."""
+    """Write a [T, C] array in the format given by the extension, atomically (:func:`tal_kit.feature_files.
+    write_features`); an extension the kit cannot read is a FeatureError naming the file."""
     path = Path(path)
-    ext = _extension(path)
-    feats = np.asarray(feats)
-    with atomic_open(path, "w" if ext == ".csv" else "wb") as handle:
-        if ext == ".npy":
-            np.save(handle, feats)
-        elif ext == ".npz":
-            np.savez(handle, feats=feats)
-        elif ext in (".pt", ".pth"):
-            torch.save(torch.from_numpy(np.ascontiguousarray(feats)), handle)
-        elif ext == ".pkl":
-            pickle.dump(feats, handle, protocol=pickle.HIGHEST_PROTOCOL)
-        else:
-            np.savetxt(handle, feats, delimiter=",", fmt="%.9g")
-    return path
+    _extension(path)
+    return write_features(path, feats)
 
 
 class FeatureSource:

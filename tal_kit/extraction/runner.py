@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import sys
 import time
 from contextlib import contextmanager
@@ -30,7 +29,8 @@ import tal_kit
 from tal_kit.extraction.checkpoints import LoadedBackbone
 from tal_kit.extraction.features import DTYPES, BadVideo, ClipSettings, extract_video
 from tal_kit.extraction.recipes import Recipe
-from tal_kit.atomic import atomic_open, write_json_atomic
+from tal_kit.atomic import write_json_atomic
+from tal_kit.feature_files import FEATURE_FORMATS, write_features
 
 __all__ = ["ExtractionError", "VIDEO_EXTENSIONS", "find_videos", "video_id_of", "resolve_shard", "RunReport",
            "save_features", "run_extraction", "write_unannotated_json", "MANIFEST_DIR"]
@@ -152,27 +152,12 @@ def write_unannotated_json(path: Path, entries: dict[str, dict], subset: str,
     return write_json_atomic(path, payload)
 
 
-FEATURE_FORMATS = (".npy", ".npz", ".pt", ".pth", ".pkl", ".csv")
-
-
 def save_features(path: Path, features: np.ndarray) -> Path:
     """Write [T, C] float32 features atomically in the format the extension names (the formats the kit reads)."""
-    ext = path.suffix.lower()
-    if ext not in FEATURE_FORMATS:
-        raise ExtractionError(f"{path}: cannot write features as {ext!r} (formats: {', '.join(FEATURE_FORMATS)})")
-    mode = "w" if ext == ".csv" else "wb"
-    with atomic_open(path, mode) as handle:
-        if ext == ".npy":
-            np.save(handle, features)
-        elif ext == ".npz":
-            np.savez(handle, feats=features)
-        elif ext in (".pt", ".pth"):
-            torch.save(torch.from_numpy(np.ascontiguousarray(features)), handle)
-        elif ext == ".pkl":
-            pickle.dump(features, handle, protocol=pickle.HIGHEST_PROTOCOL)
-        else:
-            np.savetxt(handle, features, delimiter=",", fmt="%.9g")
-    return path
+    if path.suffix.lower() not in FEATURE_FORMATS:
+        raise ExtractionError(f"{path}: cannot write features as {path.suffix.lower()!r} "
+                              f"(formats: {', '.join(FEATURE_FORMATS)})")
+    return write_features(path, features)
 
 
 def _progress(total: int, enabled: bool):
