@@ -25,13 +25,8 @@ __all__ = ["ClipSettings", "VideoFeatures", "BadVideo", "extract_video", "DTYPES
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-class BadVideo(ValueError):
+class BadVideo(DecodeError):
     """A video that yields no features (unreadable, zero frames, shorter than one clip); ``reason`` says why."""
-
-    def __init__(self, path: Path, reason: str):
-        super().__init__(f"{path}: {reason}")
-        self.path = path
-        self.reason = reason
 
 
 @dataclass(frozen=True)
