@@ -229,42 +229,6 @@ def demo_reference_check(results: dict[str, Any], *, quick: bool, overrides: lis
     return {"value": value, "mean": mean, "std": std, "low": low, "high": high, "inside": inside, "text": text}
 
 
-def results_markdown(results: dict[str, Any]) -> str:
-    """The results as a markdown table: one row per (last, best), mean +- std over seeds, and the published row."""
-    table, published = results["table"], results.get("published")
-    if not table:
-        return f"No metrics found under {results['run_dir']} (did notebooks 04-05 write metrics?)."
-    thresholds = next(iter(table.values()))["tiou_thresholds"]
-    metric = results.get("metric") or {}
-    name = metric.get("name", "mAP")
-    header = "| " + " | ".join(["row"] + [f"tIoU {t:g}" for t in thresholds] + ["average", "epoch(s)"]) + " |"
-    lines = [f"Results for `{results['config']}` ({name} in %, mean ± std over seeds)", ""]
-    if metric.get("note"):
-        lines += [f"**{name}**: {metric['note']}.", ""]
-    lines += [header, "|" + "---|" * (len(thresholds) + 3)]
-    for which, block in table.items():
-        n = block["num_seeds"]
-        cells = [f"{m:.2f}" + (f" ± {s:.2f}" if n > 1 else "") for m, s in zip(block["mAP_mean"], block["mAP_std"])]
-        avg = f"{block['average_mAP_mean']:.2f}" + (f" ± {block['average_mAP_std']:.2f}" if n > 1 else "")
-        epochs = ",".join(str(e) for e in block["epochs"])
-        label = {"last": "tal_kit, last epoch", "best": "tal_kit, best epoch (selected on the eval split)"}[which]
-        lines.append("| " + " | ".join([label] + cells + [avg, epochs]) + " |")
-    if published:
-        per = published.get("mAP", {})
-        cells = [f"{per[f'{t:g}']:.2f}" if f"{t:g}" in per else "–" for t in thresholds]
-        lines.append("| " + " | ".join([f"published: {published['source']}"] + cells
-                                       + [f"{published['average_mAP']:.2f}", ""]) + " |")
-    elif results.get("published_not_comparable"):
-        other = results["published_not_comparable"]
-        lines.append("| " + " | ".join([f"published: {other['source']} (a different metric: left empty)"]
-                                       + [""] * (len(thresholds) + 2)) + " |")
-    lines += ["", "The 'best epoch' row picks the epoch by its mAP on the evaluation split itself, as InternVideo's "
-                  "train_eval.py allows (SPEC §A.3); the 'last epoch' row is the unbiased figure."]
-    if results.get("reference_check"):
-        lines += ["", results["reference_check"]["text"] + "."]
-    return "\n".join(lines)
-
-
 def metric_of(cfg: Any, data_root: Path) -> dict[str, Any]:
     """What the run's mAP measures (``MetricKind.to_dict()``), naming the published number it is not comparable to."""
     from tal_kit.evaluation.metric_kind import metric_kind_for_config
@@ -331,6 +295,8 @@ def reproduce(config: str, data_root: Optional[str] = None, run_dir: Optional[st
     results["wall_time_s"] = round(time.time() - started, 1)
     results["quick"] = quick
     results["reference_check"] = demo_reference_check(results, quick=quick, overrides=list(overrides or []))
+    from tal_kit.viz.tables import results_markdown
+
     markdown = results_markdown(results)
     out_dir.mkdir(parents=True, exist_ok=True)
     _atomic_write(out_dir / "results.json", json.dumps(results, indent=2))

@@ -247,9 +247,10 @@ def _train_locked(cfg: Any, ctx: DistContext, *, data_root: Any, run_dir: Path, 
         summary["report"] = report
         write_json_atomic(trainer.run_dir / "train_summary.json", summary)
         if summary["finished"]:
-            from tal_kit.training.curves import plot_training_curves
+            from tal_kit.viz.figures import save_figure
+            from tal_kit.viz.training import plot_training_curves
             target = Path(figures_dir) if figures_dir is not None else default_figures_dir(cfg, run_dir)
-            plot_training_curves(trainer.run_dir, save_to=target / "training_curves.png", close=True)
+            save_figure(plot_training_curves(trainer.run_dir), target / "training_curves.png")
     barrier(ctx)
     return {**summary, "run_dir": str(trainer.run_dir), "final": final}
 
@@ -283,63 +284,6 @@ def cli_train(argv: list[str]) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if int(__import__("os").environ.get("RANK", "0")) == 0:
+        from tal_kit.viz.tables import format_summary
         print(format_summary(result))
     return 0
-
-
-def format_summary(result: dict[str, Any]) -> str:
-    """A few readable lines about a training run."""
-    lines = [f"run {result['run_dir']}: {result['epochs_completed']}/{result['epochs']} epochs"]
-    for which in ("last", "best"):
-        block = result.get(which)
-        if block and block.get("average_mAP") is not None:
-            values = " ".join(f"{100 * v:.2f}" for v in block["mAP"])
-            lines.append(f"  {which:>4} epoch {block['epoch']}: average {block.get('metric', 'mAP')} "
-                         f"{100 * block['average_mAP']:.2f} % "
-                         f"(per tIoU: {values})")
-    if result.get("final"):
-        lines.append(f"  detections.json and metrics.json show the {result.get('report', 'last')} epoch")
-    return "\n".join(lines)
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# For the notebooks: the recipe, the schedule's length, the per-epoch history as tables
-# ----------------------------------------------------------------------------------------------------------------------
-
-def iterations_per_epoch(cfg: Any, data_root: Any = None, world_size: int = 1) -> int:
-    """Optimizer steps per epoch: training videos // global batch (the last partial batch is dropped)."""
-    from tal_kit.data.dataset import TALDataset
-
-    videos = len(TALDataset(cfg, data_root, split=cfg.train_split, is_training=True)) // world_size
-    return videos // (cfg.loader.batch_size // world_size)
-
-
-def recipe_markdown(cfg: Any) -> str:
-    """The training recipe of ``cfg`` as a markdown table."""
-    opt, trainer = cfg.opt, cfg.trainer
-    rows = [
-        ("optimizer", f"{opt.type}, weight decay {opt.weight_decay:g} on conv/linear weights only"),
-        ("learning rate", f"{opt.learning_rate:g}, {opt.schedule_type} decay to {opt.eta_min:g}, stepped per iteration"),
-        ("warmup", f"{opt.warmup_epochs} epoch(s), linear from 0" if opt.warmup else "none"),
-        ("epochs", f"{opt.total_epochs} ({opt.epochs} + {opt.warmup_epochs if opt.warmup else 0} warmup)"),
-        ("batch size", f"{cfg.loader.batch_size} videos (crops of up to {cfg.dataset.max_seq_len} steps)"),
-        ("gradient clipping", f"L2 norm {cfg.train_cfg.clip_grad_l2norm:g}" if cfg.train_cfg.clip_grad_l2norm > 0
-         else "none"),
-        ("weight EMA", f"decay {trainer.ema_decay:g}; evaluated after every epoch from epoch {trainer.eval_start_epoch}"),
-        ("determinism", trainer.deterministic),
-        ("seed", str(cfg.init_rand_seed)),
-    ]
-    return "| setting | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
-
-
-def history_markdown(summary: dict[str, Any]) -> str:
-    """Average mAP of every evaluated epoch, with the last and the best marked (and named: class-agnostic or not)."""
-    best = (summary.get("best") or {}).get("epoch")
-    last = (summary.get("last") or {}).get("epoch")
-    metric = next((h["metric"] for h in summary.get("history", []) if h.get("metric")), "mAP")
-    lines = [f"| epoch | average {metric} (%) | |", "|---|---|---|"]
-    for entry in summary.get("history", []):
-        marks = [m for m, e in (("last", last), ("best", best)) if e == entry["epoch"]]
-        value = entry.get("average_mAP")
-        lines.append(f"| {entry['epoch']} | {'–' if value is None else f'{100 * value:.2f}'} | {', '.join(marks)} |")
-    return "\n".join(lines)

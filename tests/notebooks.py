@@ -20,6 +20,11 @@ def run_notebook(notebook: Path, out: Path, **parameters) -> nbformat.NotebookNo
     return nbformat.read(str(out), as_version=4)
 
 
+def shown_images(nb: nbformat.NotebookNode) -> int:
+    """How many PNG images the executed notebook displayed (a figure that is saved but not shown counts 0)."""
+    return sum("image/png" in output.get("data", {}) for cell in nb.cells for output in cell.get("outputs", []))
+
+
 def output_text(nb: nbformat.NotebookNode) -> str:
     """Everything the executed notebook printed or displayed as text or markdown."""
     parts = []

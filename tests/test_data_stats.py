@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from tal_kit.data.annotations import VideoRecord, load_annotations
-from tal_kit.data.stats import (class_statistics, coverage, markdown_table, overlap_stats, pyramid_level_shares,
+from tal_kit.data.stats import (class_statistics, coverage, overlap_stats, pyramid_level_shares,
                                 segment_union_length, summarize)
+from tal_kit.viz.tables import records_table
 
 
 def _video(vid, duration, segments, labels):
@@ -42,7 +43,7 @@ def test_summary_and_class_table():
     rows = class_statistics(videos, ["A", "B", "C"])
     assert [(r["instances"], r["videos"]) for r in rows] == [(1, 1), (2, 2), (0, 0)]
     assert rows[1]["mean_s"] == pytest.approx(1.5) and np.isnan(rows[2]["mean_s"])
-    table = markdown_table([s.as_row()])
+    table = records_table([s.as_row()])
     assert table.splitlines()[2].startswith("| Test | 2 |")
 
 
@@ -83,7 +84,7 @@ def test_class_counts_figure_names_few_classes_and_bounds_many():
     import matplotlib
 
     matplotlib.use("Agg")
-    from tal_kit.data.plots import plot_class_counts
+    from tal_kit.tutorial.dataset import plot_class_counts
 
     videos = [_video("a", 10.0, [[1, 2], [3, 4], [5, 6]], [0, 0, 2]), _video("b", 10.0, [[1, 2]], [2])]
     for num_classes, height in ((20, 0.22 * 20 + 1), (200, 8.0)):

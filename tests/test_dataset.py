@@ -225,7 +225,7 @@ def test_reference_grid_resampling(tmp_path):
     torch.testing.assert_close(item["feats"][0, :4], torch.tensor([0.0, 1.0, 3.0, 5.0]))
     # the notebook's explanation of the same resampling: output i reads source step (i + 0.5) / 2 - 0.5, i.e. time
     # ((i + 0.5) / 2 - 0.5) * 4 / 30 + 8 / 30 s, while grid point i claims (4 i + 8) / 30 s
-    from tal_kit.data.explain import resampling_example
+    from tal_kit.tutorial.features import resampling_example
 
     example = resampling_example(ds.cfg, root, ds.videos[0], fps=30.0)
     np.testing.assert_allclose(example.resampled, item["feats"].numpy())
@@ -284,7 +284,7 @@ def test_dataloader_seeded_crops(tmp_path):
 
 def test_fixed_length_items_and_resampling_example(tmp_path):
     """Fixed-length features (FineAction-style): resized to max_seq_len, grid from the duration (SPEC §C.3)."""
-    from tal_kit.data.explain import resampling_example
+    from tal_kit.tutorial.features import resampling_example
 
     root = _make_dataset(tmp_path)
     cfg = _cfg("dataset.feat_stride=-1", "dataset.force_upsampling=true")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 
 from tal_kit import reproduce as rp
+from tal_kit.viz.tables import results_markdown
 
 
 def _results(config: str, average: float) -> dict:
@@ -35,4 +36,4 @@ def test_the_check_reaches_results_md(reference):
                "table": {"last": {"tiou_thresholds": [0.5], "mAP_mean": [70.5], "mAP_std": [0.0],
                                   "average_mAP_mean": 70.5, "average_mAP_std": 0.0, "epochs": [7], "num_seeds": 1}}}
     results["reference_check"] = rp.demo_reference_check(results, quick=False, overrides=[])
-    assert "demo check: last-epoch average mAP 70.50 is inside" in rp.results_markdown(results)
+    assert "demo check: last-epoch average mAP 70.50 is inside" in results_markdown(results)

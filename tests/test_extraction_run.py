@@ -193,8 +193,8 @@ def test_extraction_keeps_the_layer_rule():
     import subprocess
     import sys
 
-    code = ("import sys, tal_kit.extraction, tal_kit.extraction.cli, tal_kit.extraction.demo, "
-            "tal_kit.extraction.plots; tal_kit.extraction.cli.build_parser(); "
+    code = ("import sys, tal_kit.extraction, tal_kit.extraction.cli, tal_kit.extraction.demo; "
+            "tal_kit.extraction.cli.build_parser(); "
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('plotly', 'ipywidgets', 'IPython') or "
             "m.startswith(('tal_kit.data', 'tal_kit.model', 'tal_kit.training', 'tal_kit.inference', "
             "'tal_kit.evaluation', 'tal_kit.viz', 'tal_kit.ops'))); print(bad); sys.exit(1 if bad else 0)")

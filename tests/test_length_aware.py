@@ -326,7 +326,7 @@ def test_train_speed_benchmark_runs(thumos_json, anet_json, capsys):
 def test_fit_one_batch_on_the_trimmed_batch_equals_the_padded_one(monkeypatch):
     """Notebook 03's one-video fit computes only the steps it needs: the same loss curve as on the whole padded
     batch (the reference, obtained by letting inference_length keep the full length)."""
-    from tal_kit.model import explain
+    from tal_kit.tutorial import model as explain
 
     cfg = load_config("demo")
     item = make_items(cfg, [150], empty=None)[0]

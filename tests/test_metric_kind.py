@@ -10,6 +10,7 @@ import pytest
 from tal_kit import reproduce as rp
 from tal_kit.config import load_config
 from tal_kit.evaluation.metric_kind import SYNTHETIC_MARKER, metric_kind, metric_kind_for_config
+from tal_kit.viz.tables import results_markdown
 
 
 @pytest.mark.parametrize("preset, class_agnostic", [("anet", True), ("hacs", True), ("fineaction", True),
@@ -60,7 +61,7 @@ def test_class_agnostic_results_table_leaves_the_comparison_empty(tmp_path):
     results = rp.collect_results("anet", tmp_path, [tmp_path], metric)
     assert results["published"] is None and results["published_not_comparable"]["average_mAP"] == 39.00
     results["table"] = _table(45.0)
-    text = rp.results_markdown(results)
+    text = results_markdown(results)
     assert "class-agnostic mAP in %" in text and "not comparable to the published InternVideo 39.00" in text
     published = _cells(text, "published")
     assert "different metric" in published[0] and all(cell == "" for cell in published[1:])
@@ -71,7 +72,7 @@ def test_per_class_results_keep_the_published_row(tmp_path):
     metric = rp.metric_of(load_config("thumos14"), tmp_path)
     results = rp.collect_results("thumos14", tmp_path, [tmp_path], metric)
     results["table"] = _table(70.0)
-    assert _cells(rp.results_markdown(results), "published")[-2] == "71.58"
+    assert _cells(results_markdown(results), "published")[-2] == "71.58"
 
 
 def test_metrics_json_of_a_class_agnostic_evaluation(tmp_path):
@@ -97,8 +98,8 @@ def test_training_history_and_curves_name_the_metric(tmp_path):
     import matplotlib
 
     matplotlib.use("Agg")
-    from tal_kit.train import history_markdown
-    from tal_kit.training.curves import plot_training_curves
+    from tal_kit.viz.tables import history_markdown
+    from tal_kit.viz.training import plot_training_curves
 
     summary = {"last": {"epoch": 1}, "best": {"epoch": 0},
                "history": [{"epoch": 0, "average_mAP": 0.5, "metric": "class-agnostic mAP"},

@@ -31,3 +31,4 @@ def test_03_model_on_demo(tmp_path):
     assert "| label | start (s) | end (s) | score |" in text
     assert sorted(p.name for p in (tmp_path / "fig").iterdir()) == [
         "03_label_assignment.png", "03_level_scores.png", "03_pyramid.png"]
+    assert sum("image/png" in o.get("data", {}) for cell in nb.cells for o in cell.get("outputs", [])) == 3  # shown

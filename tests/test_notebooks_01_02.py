@@ -6,7 +6,7 @@ import pytest
 
 from tal_kit.data.demo import DemoSpec, generate_demo_dataset
 from tal_kit.extraction.demo import sample_video
-from tests.notebooks import REPO, output_text as _text, run_notebook as _run
+from tests.notebooks import REPO, output_text as _text, run_notebook as _run, shown_images
 
 NOTEBOOKS = [REPO / "notebooks" / "01_features.ipynb", REPO / "notebooks" / "02_dataset_inspection.ipynb"]
 
@@ -34,6 +34,7 @@ def test_01_features_on_demo(demo_root, tmp_path):
         figures.append("01_video_file_clips.png")
     assert "python -m tal_kit extract" in text
     assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == sorted(figures)
+    assert shown_images(nb) == len(figures)  # each saved figure is shown once (pyplot-free: displayed explicitly)
 
 
 @pytest.mark.slow
@@ -44,6 +45,7 @@ def test_02_dataset_inspection_on_demo(demo_root, tmp_path):
     assert "40 videos" in text and "20 classes" in text
     assert "['test']: 20 videos, 0 feature file(s) missing" in text
     assert len(list((tmp_path / "figures").glob("02_*.png"))) == 3
+    assert shown_images(nb) == 3
 
 
 @pytest.mark.slow

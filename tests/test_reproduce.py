@@ -8,6 +8,7 @@ import nbformat
 import pytest
 
 from tal_kit import reproduce as rp
+from tal_kit.viz.tables import results_markdown
 
 
 def _notebook(path: Path, params: str, body: str) -> None:
@@ -100,7 +101,7 @@ def test_published_row_for_real_presets():
                "table": {"last": {"tiou_thresholds": [0.3, 0.5], "mAP_mean": [80.0, 70.0], "mAP_std": [0, 0],
                                   "average_mAP_mean": 75.0, "average_mAP_std": 0.0, "epochs": [34],
                                   "num_seeds": 1}}}
-    text = rp.results_markdown(results)
+    text = results_markdown(results)
     assert "82.13" in text and "70.95" in text and "66.83" in text
 
 

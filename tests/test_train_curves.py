@@ -11,8 +11,9 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from tal_kit.training.curves import (LiveLossPlot, ema_illustration, plot_lr_schedule,  # noqa: E402
-                                     plot_training_curves, read_metrics)
+from tal_kit.tutorial.training import ema_illustration  # noqa: E402
+from tal_kit.viz.figures import save_figure  # noqa: E402
+from tal_kit.viz.training import LiveLossPlot, plot_lr_schedule, plot_training_curves, read_metrics  # noqa: E402
 
 
 def write_log(run_dir, lines):
@@ -28,7 +29,8 @@ def test_read_metrics_and_plot(tmp_path):
     write_log(tmp_path, lines)
     iters, epochs = read_metrics(tmp_path)  # the cut-off last line is skipped
     assert [r["step"] for r in iters] == [1, 2] and len(epochs) == 1
-    fig = plot_training_curves(tmp_path, save_to=tmp_path / "fig" / "curves.png")
+    fig = plot_training_curves(tmp_path)
+    save_figure(fig, tmp_path / "fig" / "curves.png")
     assert (tmp_path / "fig" / "curves.png").stat().st_size > 0
     map_axis = fig.axes[2]
     average = map_axis.lines[0]

@@ -7,14 +7,17 @@ data and to real annotation files.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from tal_kit.data.annotations import VideoRecord
 
-__all__ = ["segment_union_length", "coverage", "instance_lengths_in_steps", "OverlapStats", "overlap_stats", "SubsetSummary", "summarize",
-           "class_statistics", "instance_durations", "pyramid_level_shares", "markdown_table"]
+if TYPE_CHECKING:
+    from tal_kit.config import DatasetConfig
+
+__all__ = ["segment_union_length", "coverage", "instance_lengths_in_steps", "OverlapStats", "overlap_stats",
+           "SubsetSummary", "summarize", "class_statistics", "instance_durations", "pyramid_level_shares"]
 
 
 def segment_union_length(segments: np.ndarray) -> float:
@@ -163,21 +166,7 @@ def pyramid_level_shares(lengths_in_steps: np.ndarray, regression_range: Sequenc
     return np.array([np.mean((half >= lo) & (half <= hi)) for lo, hi in regression_range])
 
 
-def markdown_table(rows: Sequence[dict], floatfmt: str = ".2f") -> str:
-    """A Markdown table from a list of dicts with the same keys (for display in notebooks)."""
-    if not rows:
-        return ""
-    keys = list(rows[0])
-
-    def cell(value) -> str:
-        return format(value, floatfmt) if isinstance(value, float) else str(value)
-
-    lines = ["| " + " | ".join(keys) + " |", "|" + "|".join("---" for _ in keys) + "|"]
-    lines += ["| " + " | ".join(cell(r[k]) for k in keys) + " |" for r in rows]
-    return "\n".join(lines)
-
-
-def instance_lengths_in_steps(videos: Sequence[VideoRecord], dataset_cfg: Any) -> np.ndarray:
+def instance_lengths_in_steps(videos: Sequence[VideoRecord], dataset_cfg: DatasetConfig) -> np.ndarray:
     """Instance durations in feature-grid steps, on each video's grid for this dataset config (fps from
     ``default_fps`` or the video; fixed-length grids assume ``max_seq_len`` features)."""
     from tal_kit.data.grid import grid_for_video

@@ -176,8 +176,9 @@ def load_state_strict(module: nn.Module, state: Mapping[str, torch.Tensor], path
     module.load_state_dict(state)
 
 
-def describe_checkpoint(path: str | os.PathLike) -> str:
-    """What a training checkpoint holds, as a markdown table (for the tutorial)."""
+def checkpoint_contents(path: str | os.PathLike) -> list[tuple[str, str]]:
+    """What a training checkpoint holds: (field, content) rows, one per top-level entry (for the tutorial;
+    ``tal_kit.viz.tables.checkpoint_markdown`` writes them as a table)."""
     checkpoint = load_checkpoint(path)
 
     def tensors(state: Mapping[str, Any]) -> int:
@@ -198,4 +199,4 @@ def describe_checkpoint(path: str | os.PathLike) -> str:
         ("metrics", f"average mAP {100 * metrics['average_mAP']:.2f} %" if "average_mAP" in metrics
          else "not evaluated"),
     ]
-    return "| field | content |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
+    return rows

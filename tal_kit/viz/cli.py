@@ -8,36 +8,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, Optional, Sequence
 
-__all__ = ["cli_viz", "write_report"]
-
-
-def write_report(run: Any, cfg: Any, out_dir: Path, *, tiou_threshold: float = 0.5, score_threshold: float = 0.05,
-                 videos: Optional[Sequence[str]] = None, num_videos: int = 5) -> dict[str, Path]:
-    """Write ``timelines.html`` (``videos``, default the ``num_videos`` busiest) and every report figure into
-    ``out_dir``; returns name -> path. ``run`` is a :class:`tal_kit.viz.run_outputs.RunOutputs`."""
-    from tal_kit.evaluate import evaluate_detections
-    from tal_kit.infer import DEDUP_GT, UNKNOWN_LABELS
-    from tal_kit.viz import (export_html, false_positive_analysis, length_bins_for, save_report_figures,
-                             sensitivity_analysis, timeline)
-
-    videos = list(videos) if videos else run.busiest_videos(num_videos)
-    figures = {video_id: timeline(run.record(video_id), run.detections, label_names=run.label_names,
-                                  tiou_threshold=tiou_threshold, score_threshold=score_threshold)
-               for video_id in videos}
-    paths = {"timelines": export_html(figures, out_dir / "timelines.html", title=f"tal_kit {cfg.name}: detections")}
-    result = evaluate_detections(run.ground_truth, run.detections, cfg.dataset.tiou_thresholds,
-                                 label_names=run.label_names, dedup_gt=DEDUP_GT, unknown_labels=UNKNOWN_LABELS)
-    bins = length_bins_for(cfg.dataset_name)
-    sensitivities = [sensitivity_analysis(run.ground_truth, run.detections, [tiou_threshold], characteristic=which,
-                                          bins=bins, dedup_gt=DEDUP_GT) for which in ("length", "coverage")]
-    paths.update(save_report_figures(
-        out_dir, result=result, label_names=run.label_names, ground_truth=run.ground_truth,
-        detections=run.detections, sensitivities=sensitivities,
-        false_positives=false_positive_analysis(run.ground_truth, run.detections, [tiou_threshold],
-                                                dedup_gt=DEDUP_GT)))
-    return paths
+__all__ = ["cli_viz"]
 
 
 def cli_viz(argv: list[str]) -> int:
@@ -59,6 +31,7 @@ def cli_viz(argv: list[str]) -> int:
     parser.add_argument("--score", type=float, default=0.05, help="timelines hide scores below this (default 0.05)")
     args = parser.parse_args(argv)
     try:
+        from tal_kit.viz.report import write_report
         from tal_kit.viz.run_outputs import load_run_outputs
 
         cfg = load_config(args.config)

@@ -2,18 +2,24 @@
 
 Every function returns a ``matplotlib.figure.Figure`` built without pyplot (no global state, nothing left open);
 notebooks display it, :func:`save_figure` writes it atomically, :func:`save_report_figures` writes the whole set
-under ``figures/<config>/``.
+under ``figures/<config>/``. This is the kit's one figure idiom: viz/training.py and the tutorial/ modules follow it
+(under ``%matplotlib inline`` a pyplot-free Figure shows when it is displayed or is a cell's last value).
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
 
 from tal_kit.atomic import atomic_path
 from tal_kit.viz.error_analysis import ERROR_TYPE_NAMES, FalsePositiveAnalysis, SensitivityAnalysis
+
+if TYPE_CHECKING:
+    from tal_kit.data.annotations import VideoRecord
+    from tal_kit.detections import Detections
+    from tal_kit.evaluation.metrics import EvaluationResult
 
 __all__ = ["ap_vs_tiou_figure", "per_class_ap_figure", "pr_curves_figure", "duration_histograms_figure",
            "false_positive_figure", "sensitivity_figure", "save_figure", "save_report_figures"]
@@ -22,7 +28,7 @@ __all__ = ["ap_vs_tiou_figure", "per_class_ap_figure", "pr_curves_figure", "dura
 ERROR_COLOURS = ("#33a02c", "#b2df8a", "#1f78b4", "#fb9a99", "#e31a1c", "#a6cee3")
 
 
-def save_figure(fig: Figure, path: Union[str, Path], dpi: int = 150) -> Path:
+def save_figure(fig: Figure, path: str | Path, dpi: int = 150) -> Path:
     """Save ``fig`` to ``path`` (format from the suffix) through a temporary file and a rename."""
     path = Path(path)
     with atomic_path(path, suffix=path.suffix) as tmp:
@@ -34,7 +40,8 @@ def _percent(values: Any) -> np.ndarray:
     return 100.0 * np.asarray(values, np.float64)
 
 
-def ap_vs_tiou_figure(result: Any, *, label: str = "", reference: Optional[dict[float, float]] = None) -> Figure:
+def ap_vs_tiou_figure(result: EvaluationResult, *, label: str = "",
+                      reference: dict[float, float] | None = None) -> Figure:
     """mAP (%) at each tIoU threshold, with the average as a dashed line.
 
     ``reference`` optionally maps tIoU -> published mAP (%) to draw beside the run.
@@ -58,7 +65,8 @@ def ap_vs_tiou_figure(result: Any, *, label: str = "", reference: Optional[dict[
     return fig
 
 
-def per_class_ap_figure(result: Any, label_names: Sequence[str], *, tiou_threshold: Optional[float] = None) -> Figure:
+def per_class_ap_figure(result: EvaluationResult, label_names: Sequence[str], *,
+                        tiou_threshold: float | None = None) -> Figure:
     """Per-class AP (%), sorted, averaged over tIoU thresholds (or at one ``tiou_threshold``)."""
     classes = _evaluated_classes(result)
     ap = np.asarray(result.ap, np.float64)[classes]  # [evaluated classes, num_tiou]
@@ -84,20 +92,20 @@ def per_class_ap_figure(result: Any, label_names: Sequence[str], *, tiou_thresho
     return fig
 
 
-def _pr_curve(result: Any, class_id: int, column: int) -> tuple[np.ndarray, np.ndarray]:
+def _pr_curve(result: EvaluationResult, class_id: int, column: int) -> tuple[np.ndarray, np.ndarray]:
     """(recall, precision) of one class at one tIoU column (``result.pr_curves[class_id]`` is a ``PRCurve``)."""
     curve = result.pr_curves[class_id]
     return np.asarray(curve.recall)[column], np.asarray(curve.precision)[column]
 
 
-def _evaluated_classes(result: Any) -> np.ndarray:
+def _evaluated_classes(result: EvaluationResult) -> np.ndarray:
     """The classes with ground truth (the ones the mean AP is taken over)."""
     class_ids = getattr(result, "class_ids", None)
     return np.asarray(class_ids if class_ids is not None else np.arange(len(result.ap)), np.int64)
 
 
-def pr_curves_figure(result: Any, label_names: Sequence[str], *, tiou_threshold: float = 0.5,
-                     classes: Optional[Sequence[int]] = None, max_classes: int = 10) -> Figure:
+def pr_curves_figure(result: EvaluationResult, label_names: Sequence[str], *, tiou_threshold: float = 0.5,
+                     classes: Sequence[int] | None = None, max_classes: int = 10) -> Figure:
     """Precision-recall curves at one tIoU, for ``classes`` (default: up to ``max_classes`` spread over AP ranks)."""
     thresholds = np.asarray(result.tiou_thresholds, np.float64)
     column = int(np.argmin(np.abs(thresholds - tiou_threshold)))
@@ -122,7 +130,7 @@ def pr_curves_figure(result: Any, label_names: Sequence[str], *, tiou_threshold:
     return fig
 
 
-def duration_histograms_figure(ground_truth: Sequence[Any], detections: Any = None, *,
+def duration_histograms_figure(ground_truth: Sequence[VideoRecord], detections: Detections | None = None, *,
                                score_threshold: float = 0.0) -> Figure:
     """Histograms of action length (ground truth vs detections scoring >= ``score_threshold``) and video length."""
     gt_lengths = np.concatenate([np.diff(np.asarray(r.segments, np.float64).reshape(-1, 2), axis=1).ravel()
@@ -211,9 +219,9 @@ def sensitivity_figure(*analyses: SensitivityAnalysis) -> Figure:
     return fig
 
 
-def save_report_figures(out_dir: Union[str, Path], *, result: Any = None, label_names: Sequence[str] = (),
-                        ground_truth: Sequence[Any] = (), detections: Any = None,
-                        false_positives: Optional[FalsePositiveAnalysis] = None,
+def save_report_figures(out_dir: str | Path, *, result: EvaluationResult | None = None,
+                        label_names: Sequence[str] = (), ground_truth: Sequence[VideoRecord] = (),
+                        detections: Detections | None = None, false_positives: FalsePositiveAnalysis | None = None,
                         sensitivities: Sequence[SensitivityAnalysis] = (), pr_tiou: float = 0.5,
                         suffix: str = ".png") -> dict[str, Path]:
     """Draw and save every figure the inputs allow under ``out_dir``; returns name -> path."""

@@ -1,17 +1,22 @@
-"""Tables, figures and a tiny fitting loop that explain the model (used by notebooks/03_model.ipynb)."""
+"""Notebook 03 (the model): tables of its parameters and pyramid, figures of the pyramid, the per-level scores and
+the label assignment, and a tiny fitting loop. Tables are lists of dicts (``tal_kit.viz.tables.records_table``
+writes them); figures are pyplot-free ``matplotlib.figure.Figure`` objects."""
 from __future__ import annotations
 
 from typing import Sequence
 
-import matplotlib.pyplot as plt
+import matplotlib
 import numpy as np
 import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from .actionformer import ActionFormer, ModelOutput
-from .assignment import assign_targets
-from .points import pyramid_points
+from tal_kit.model.actionformer import ActionFormer, ModelOutput
+from tal_kit.model.assignment import assign_targets
+from tal_kit.model.points import pyramid_points
+
+__all__ = ["parameter_table", "pyramid_table", "plot_pyramid", "plot_level_scores", "plot_label_assignment",
+           "fit_one_batch"]
 
 _GROUPS = ("backbone.embedding", "backbone.stem", "backbone.branch")
 
@@ -46,9 +51,10 @@ def pyramid_table(model: ActionFormer, length: int | None = None) -> list[dict]:
 def plot_pyramid(model: ActionFormer, length: int = 64) -> Figure:
     """Left: where each level's points sit on the first ``length`` input steps, with one point's attention window
     and centre-sampling radius drawn. Right: the distance range each level regresses (log scale)."""
-    fig, (ax, ax_range) = plt.subplots(1, 2, figsize=(13, 3.8), gridspec_kw={"width_ratios": [2.2, 1]})
+    fig = Figure(figsize=(13, 3.8), layout="tight")
+    ax, ax_range = fig.subplots(1, 2, gridspec_kw={"width_ratios": [2.2, 1]})
     levels = range(model.num_levels)
-    colors = plt.cm.viridis(np.linspace(0.05, 0.85, model.num_levels))
+    colors = matplotlib.colormaps["viridis"](np.linspace(0.05, 0.85, model.num_levels))
     for level, stride, window, color in zip(levels, model.level_strides, model.window_sizes, colors):
         t = np.arange(0, length, stride)
         ax.scatter(t, np.full_like(t, level), s=14, color=color, zorder=3)
@@ -75,7 +81,6 @@ def plot_pyramid(model: ActionFormer, length: int = 64) -> Figure:
     ax_range.invert_yaxis()
     ax_range.set_xlabel("max(distance to start, distance to end), input steps")
     ax_range.set_title("regression range: which action sizes a level handles", fontsize=9)
-    fig.tight_layout()
     return fig
 
 
@@ -86,7 +91,8 @@ def plot_level_scores(output: ModelOutput, segments: torch.Tensor, labels: torch
     segments, labels = segments.detach().cpu().numpy(), labels.detach().cpu().numpy()
     classes = list(dict.fromkeys(labels.tolist()))[:max_classes] or [0]
     num_levels = len(output.cls_logits)
-    fig, axes = plt.subplots(num_levels, 1, figsize=(12, 1.25 * num_levels + 0.6), sharex=True, squeeze=False)
+    fig = Figure(figsize=(12, 1.25 * num_levels + 0.6), layout="tight")
+    axes = fig.subplots(num_levels, 1, sharex=True, squeeze=False)
     valid_steps = int(output.masks[0][index].sum())
     for level, ax in enumerate(axes[:, 0]):
         scores = torch.sigmoid(output.cls_logits[level][index]).detach().cpu().numpy()
@@ -103,7 +109,6 @@ def plot_level_scores(output: ModelOutput, segments: torch.Tensor, labels: torch
     axes[0, 0].set_title("classification score per level (shaded: ground truth)", fontsize=9)
     axes[-1, 0].set_xlim(0, valid_steps)
     axes[-1, 0].set_xlabel("input grid step")
-    fig.tight_layout()
     return fig
 
 
@@ -133,8 +138,9 @@ def plot_label_assignment(model: ActionFormer, segments: torch.Tensor, labels: t
     if window is None:
         pad = 0.15 * float(end.max() - start.min()) + 4
         window = (max(0.0, float(start.min()) - pad), min(float(length), float(end.max()) + pad))
-    fig, ax = plt.subplots(figsize=(12, 0.55 * model.num_levels + 1.6))
-    colors = plt.cm.tab10(np.arange(len(segments)) % 10)
+    fig = Figure(figsize=(12, 0.55 * model.num_levels + 1.6), layout="tight")
+    ax = fig.subplots()
+    colors = matplotlib.colormaps["tab10"](np.arange(len(segments)) % 10)
     level_of = torch.repeat_interleave(torch.arange(model.num_levels),
                                        torch.tensor([length // s for s in model.level_strides]))
     shown = (t[:, 0] >= window[0]) & (t[:, 0] <= window[1])
@@ -159,7 +165,6 @@ def plot_label_assignment(model: ActionFormer, segments: torch.Tensor, labels: t
     ax.set_xlabel("input grid step")
     ax.set_title("label assignment: filled = positive (colour: its segment), ring = inside the centre region but "
                  "out of the level's range, grey = outside every centre region", fontsize=8)
-    fig.tight_layout()
     return fig
 
 

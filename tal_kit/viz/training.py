@@ -1,15 +1,22 @@
-"""Training curves from metrics.jsonl (loss, lr, mAP), a live loss plot for notebooks, and the figures that
-explain the LR schedule and the weight EMA."""
+"""Training figures: the curves of a run's metrics.jsonl (loss, lr, mAP), the learning-rate schedule of a config,
+and a live loss plot for notebooks. Figures are pyplot-free (see :mod:`tal_kit.viz.figures`): callers save them
+with :func:`tal_kit.viz.figures.save_figure`."""
 from __future__ import annotations
 
 import json
 import math
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from matplotlib.figure import Figure
 
-from .schedule import learning_rate_at
+from tal_kit.training.schedule import learning_rate_at
+
+if TYPE_CHECKING:
+    from tal_kit.config import OptConfig
+
+__all__ = ["read_metrics", "plot_training_curves", "plot_lr_schedule", "LiveLossPlot"]
 
 
 def read_metrics(run_dir: str | Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -27,22 +34,11 @@ def read_metrics(run_dir: str | Path) -> tuple[list[dict[str, Any]], list[dict[s
     return iters, epochs
 
 
-def _save(fig: Any, save_to: str | Path | None, close: bool) -> Any:
-    if save_to is not None:
-        Path(save_to).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(save_to, dpi=120, bbox_inches="tight")
-    if close:
-        import matplotlib.pyplot as plt
-        plt.close(fig)
-    return fig
-
-
-def plot_training_curves(run_dir: str | Path, *, save_to: str | Path | None = None, close: bool = False) -> Any:
+def plot_training_curves(run_dir: str | Path) -> Figure:
     """Three panels: the losses per iteration (with epoch means), the lr per iteration, the EMA model's mAP."""
-    import matplotlib.pyplot as plt
-
     iters, epochs = read_metrics(run_dir)
-    fig, (ax_loss, ax_lr, ax_map) = plt.subplots(1, 3, figsize=(15, 3.8))
+    fig = Figure(figsize=(15, 3.8), layout="tight")
+    ax_loss, ax_lr, ax_map = fig.subplots(1, 3)
     steps = [r["step"] for r in iters]
     for name, color in (("final_loss", "C0"), ("cls_loss", "C1"), ("reg_loss", "C2")):
         ax_loss.plot(steps, [r[name] for r in iters], color=color, alpha=0.35, lw=0.8)
@@ -65,15 +61,11 @@ def plot_training_curves(run_dir: str | Path, *, save_to: str | Path | None = No
         ax_map.text(0.5, 0.5, "not evaluated yet", ha="center", va="center", transform=ax_map.transAxes)
     metric = next((e["eval"]["metric"] for e in evaluated if e["eval"].get("metric")), "mAP")  # class-agnostic?
     ax_map.set(xlabel="epoch (0-based)", ylabel=f"{metric} (%)", title="EMA model on the evaluation split")
-    fig.tight_layout()
-    return _save(fig, save_to, close)
+    return fig
 
 
-def plot_lr_schedule(opt_cfg: Any, iters_per_epoch: int, *, save_to: str | Path | None = None,
-                     close: bool = False) -> Any:
+def plot_lr_schedule(opt_cfg: OptConfig, iters_per_epoch: int) -> Figure:
     """The lr of every iteration for ``cfg.opt``, with the warmup region shaded and lr(0) = 0 marked."""
-    import matplotlib.pyplot as plt
-
     if iters_per_epoch <= 0:
         raise ValueError("no training iterations per epoch: loader.batch_size exceeds the number of training videos "
                          "(the last incomplete batch is dropped, as in the recipe)")
@@ -84,7 +76,8 @@ def plot_lr_schedule(opt_cfg: Any, iters_per_epoch: int, *, save_to: str | Path 
                             schedule_type=opt_cfg.schedule_type, eta_min=opt_cfg.eta_min,
                             milestones=[iters_per_epoch * s for s in opt_cfg.schedule_steps],
                             gamma=opt_cfg.schedule_gamma) for k in steps]
-    fig, ax = plt.subplots(figsize=(8, 3.2))
+    fig = Figure(figsize=(8, 3.2), layout="tight")
+    ax = fig.subplots()
     ax.plot(steps, lrs, color="C3")
     if warmup:
         ax.axvspan(0, warmup, color="C1", alpha=0.15, label=f"linear warmup ({warmup_epochs} epochs)")
@@ -95,45 +88,7 @@ def plot_lr_schedule(opt_cfg: Any, iters_per_epoch: int, *, save_to: str | Path 
            title=f"{opt_cfg.schedule_type} schedule, base lr {opt_cfg.learning_rate:g}")
     ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    return _save(fig, save_to, close)
-
-
-def ema_illustration(values: Sequence[float], decays: Sequence[float] = (0.9, 0.99, 0.999)) -> dict[float, np.ndarray]:
-    """The EMA e_k = d·e_{k-1} + (1 − d)·v_k of a sequence (e_0 = v_0), for each decay d."""
-    values = np.asarray(values, dtype=np.float64)
-    out = {}
-    for decay in decays:
-        ema = np.empty_like(values)
-        if len(values) == 0:
-            out[decay] = ema
-            continue
-        ema[0] = values[0]
-        for k in range(1, len(values)):
-            ema[k] = decay * ema[k - 1] + (1.0 - decay) * values[k]
-        out[decay] = ema
-    return out
-
-
-def plot_ema_of_losses(run_dir: str | Path, decays: Sequence[float] = (0.9, 0.99), *,
-                       save_to: str | Path | None = None, close: bool = False) -> Any:
-    """What an EMA does to a noisy signal, shown on the run's per-iteration loss (the weights get the same)."""
-    import matplotlib.pyplot as plt
-
-    iters, _ = read_metrics(run_dir)
-    losses = [r["final_loss"] for r in iters]
-    steps = [r["step"] for r in iters]
-    fig, ax = plt.subplots(figsize=(8, 3.2))
-    ax.plot(steps, losses, color="0.7", lw=0.8, label="per logged iteration")
-    for i, (decay, smooth) in enumerate(ema_illustration(losses, decays).items()):
-        ax.plot(steps, smooth, color=f"C{i}", label=f"EMA, decay {decay:g} (~{1 / (1 - decay):.0f} values)")
-    ax.set(xlabel="iteration", ylabel="final loss", title="exponential moving average of a noisy sequence")
-    if losses:
-        ax.legend(fontsize=8)
-    else:  # a smoke run can end before the first logged iteration
-        ax.text(0.5, 0.5, "no iteration logged in this run", ha="center", va="center", transform=ax.transAxes)
-    fig.tight_layout()
-    return _save(fig, save_to, close)
+    return fig
 
 
 class LiveLossPlot:
@@ -173,10 +128,9 @@ class LiveLossPlot:
         """Draw the next update as a new output (of the cell running now) instead of updating the old one."""
         self._handle = None
 
-    def figure(self) -> Any:
-        import matplotlib.pyplot as plt
-
-        fig, (ax_loss, ax_lr) = plt.subplots(1, 2, figsize=(12, 3.4))
+    def figure(self) -> Figure:
+        fig = Figure(figsize=(12, 3.4), layout="tight")
+        ax_loss, ax_lr = fig.subplots(1, 2)
         for i, (name, values) in enumerate(self.losses.items()):
             ax_loss.plot(self.steps, values, color=f"C{i}", lw=0.9, label=name)
         for step, mAP in self.epoch_marks:
@@ -190,18 +144,15 @@ class LiveLossPlot:
         ax_lr.plot(self.steps, self.lrs, color="C3")
         ax_lr.set(xlabel="iteration", ylabel="learning rate", title="learning rate")
         ax_lr.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
-        fig.tight_layout()
         return fig
 
     def draw(self) -> None:
         if not self.active or not self.steps:
             return
-        import matplotlib.pyplot as plt
         from IPython.display import display
 
-        fig = self.figure()
+        fig = self.figure()  # pyplot-free: nothing to close, nothing drawn twice at the cell's end
         if self._handle is None:
             self._handle = display(fig, display_id=True)
         else:
             self._handle.update(fig)
-        plt.close(fig)
