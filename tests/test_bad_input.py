@@ -156,7 +156,7 @@ def test_full_disk_during_a_checkpoint_says_disk_full(tmp_path, monkeypatch):
     import errno
 
     from tal_kit import atomic
-    from tal_kit.__main__ import user_error_message
+    from tal_kit.cli import user_error_message
     from tal_kit.training import save_checkpoint
 
     real_fdopen = os.fdopen
@@ -203,7 +203,7 @@ def test_nan_loss_stop_and_bugs(monkeypatch, capsys):
 def test_read_only_and_permission_messages():
     import errno
 
-    from tal_kit.__main__ import describe_os_error
+    from tal_kit.cli import describe_os_error
 
     assert describe_os_error(OSError(errno.EROFS, "Read-only file system", "/mnt/ro/runs")) == \
         "/mnt/ro/runs: read-only file system: choose a writable folder"
