@@ -41,7 +41,7 @@ def main() -> None:
     from tal_kit.config import REPO_ROOT, load_config
     from tal_kit.data.dataset import TALDataset, collate_videos
     from tal_kit.model import ActionFormer
-    from tal_kit.reproduce import ensure_demo_data
+    from tal_kit.data.demo import ensure_demo_data
 
     root = Path(args.data_root) if args.data_root else REPO_ROOT / "data" / "demo"
     ensure_demo_data(root)

@@ -15,11 +15,14 @@ import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tal_kit.config import ConfigError, load_config, resolve_path
+from tal_kit.config import Config, load_config, resolve_path
+
+if TYPE_CHECKING:
+    from tal_kit.data.annotations import AnnotationDB
 
 # A variable-length feature file may differ from the length its duration implies by this much before we warn
 # (extractors drop or pad a clip at the end; ANet's FAQ filters videos whose lengths disagree).
@@ -57,7 +60,7 @@ class DataReport:
         return "\n".join(lines)
 
 
-def expected_length(cfg: Any, duration: float, fps: float) -> Optional[int]:
+def expected_length(cfg: Config, duration: float, fps: float) -> int | None:
     """Clips a sliding-window extractor yields for a video on this preset's grid (None for fixed-length features)."""
     d = cfg.dataset
     if d.feat_stride <= 0:
@@ -65,7 +68,7 @@ def expected_length(cfg: Any, duration: float, fps: float) -> Optional[int]:
     return max(int((duration * fps - d.num_frames) // d.feat_stride) + 1, 1)
 
 
-def check_data(config: str, data_root: str | Path, overrides: Optional[list[str]] = None,
+def check_data(config: str, data_root: str | Path, overrides: list[str] | None = None,
                scan_values: bool = True, progress: bool = True) -> DataReport:
     """Check a data folder against a preset; see the module docstring for what is checked."""
     from tal_kit.data.annotations import AnnotationError, load_annotations
@@ -167,7 +170,7 @@ def check_data(config: str, data_root: str | Path, overrides: Optional[list[str]
     return report
 
 
-def _check_scores(cfg: Any, data_root: str | Path, db: Any, report: DataReport) -> None:
+def _check_scores(cfg: Config, data_root: str | Path, db: AnnotationDB, report: DataReport) -> None:
     score_file = resolve_path(cfg, data_root, cfg.test_cfg.ext_score_file)
     if not score_file.exists():
         report.errors["external score file missing"].append(str(score_file))
@@ -183,17 +186,15 @@ def _check_scores(cfg: Any, data_root: str | Path, db: Any, report: DataReport) 
 
 
 def cli_check_data(argv: list[str]) -> int:
+    """``python -m tal_kit check-data --config PRESET --data-root DIR``: exit 0 when ready, 1 when not."""
+    from tal_kit.cli import add_common_options
+
     parser = argparse.ArgumentParser(prog="tal-kit check-data", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", required=True, help="preset name or YAML path")
-    parser.add_argument("--data-root", required=True, help="the data folder the preset's paths are relative to")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    add_common_options(parser, "config", "data-root", "set", required=("config", "data-root"), help_texts={
+        "data-root": "the data folder the preset's paths are relative to"})
     parser.add_argument("--headers-only", action="store_true",
                         help="check lengths and dimensions from file headers; skip the NaN/inf scan")
     args = parser.parse_args(argv)
-    try:
-        report = check_data(args.config, args.data_root, args.overrides, scan_values=not args.headers_only)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    report = check_data(args.config, args.data_root, args.overrides, scan_values=not args.headers_only)
     print(report.render())
     return 0 if report.ok else 1

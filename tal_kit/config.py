@@ -558,23 +558,6 @@ def default_data_root(cfg: Config) -> Path:
     return REPO_ROOT / "data" / cfg.name
 
 
-def default_run_dir(cfg: Config) -> Path:
-    """A preset's run folder unless told otherwise: runs/<preset name> in the repository."""
-    return REPO_ROOT / "runs" / cfg.name
-
-
-def figures_dir_for(cfg: Config, run_dir: Optional[Union[str, Path]] = None,
-                    figure_dir: Optional[Union[str, Path]] = None) -> Path:
-    """Where a run's figures go: ``figure_dir`` when given; for the preset's default run (runs/<preset>, or no
-    run folder named) the repository's figures/<preset>; for any other run folder (a quick run, a seed, a run
-    elsewhere) ``<run_dir>/figures``, so that such a run never overwrites the full run's figures."""
-    if figure_dir:
-        return Path(figure_dir)
-    if not run_dir or Path(run_dir).resolve() == default_run_dir(cfg).resolve():
-        return REPO_ROOT / "figures" / cfg.name
-    return Path(run_dir) / "figures"
-
-
 def resolve_path(cfg: Config, data_root: Optional[Union[str, Path]], relative: Optional[str]) -> Optional[Path]:
     """A dataset path from the config, resolved against data_root (absolute paths are kept as they are)."""
     if relative is None:
@@ -593,3 +576,55 @@ def dump_config(cfg: Config, as_json: bool = False) -> str:
     if as_json:
         return json.dumps(data, indent=2)
     return yaml.safe_dump(data, sort_keys=False)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# A run: which config, which folders (the one owner of these rules for the CLI, reproduce and the notebooks)
+# ----------------------------------------------------------------------------------------------------------------------
+
+# What a smoke run (``--quick``, the notebooks' ``quick``) changes: two epochs (one of warmup), both evaluated, no
+# worker processes, and determinism that warns instead of failing on a GPU op without a deterministic kernel.
+QUICK_OVERRIDES: tuple[str, ...] = ("opt.epochs=1", "opt.warmup_epochs=1", "trainer.eval_start_epoch=0",
+                                    "loader.num_workers=0", "trainer.deterministic=warn")
+
+
+def resolve_config(config: str | Path | Config, overrides: str | list[str] | tuple[str, ...] | None = None,
+                   seed: int | None = None) -> Config:
+    """A Config from a preset name/YAML path (+ overrides), or the Config itself; ``seed`` >= 0 replaces the seed
+    (-1 and None keep the config's ``init_rand_seed``)."""
+    cfg = config if isinstance(config, Config) else load_config(config, as_override_list(overrides))
+    if seed is not None and seed >= 0:
+        cfg.init_rand_seed = int(seed)
+    return cfg
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """The folders of one run: where the data is read, where outputs and figures are written."""
+
+    data_root: Path
+    run_dir: Path
+    figure_dir: Path
+
+
+def run_paths(cfg: Config, data_root: str | Path | None = None, run_dir: str | Path | None = None,
+              figure_dir: str | Path | None = None, *, quick: bool = False) -> RunPaths:
+    """The folders of a run; each one given ("" counts as not given, as in the notebooks' parameters) is kept.
+
+    * data root: data/<preset> in the repository;
+    * run folder: runs/<preset>, or runs/<preset>-quick for ``quick`` (reproduce's smoke run gets its own folder:
+      notebook 04 resumes, and must not resume a full run with quick settings);
+    * figures: figures/<preset> in the repository for the preset's default run (runs/<preset>); for any other run
+      folder (a quick run, a seed, a run elsewhere) RUN_DIR/figures, so that such a run never overwrites the full
+      run's figures.
+    """
+    default_run = REPO_ROOT / "runs" / cfg.name
+    data = Path(data_root) if data_root else default_data_root(cfg)
+    run = Path(run_dir) if run_dir else default_run.with_name(f"{cfg.name}-quick") if quick else default_run
+    if figure_dir:
+        figures = Path(figure_dir)
+    elif run.resolve() == default_run.resolve():
+        figures = REPO_ROOT / "figures" / cfg.name
+    else:
+        figures = run / "figures"
+    return RunPaths(data_root=data, run_dir=run, figure_dir=figures)

@@ -20,13 +20,13 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
 from tal_kit.atomic import atomic_path, write_text_atomic
+from tal_kit.cli import UsageError, add_common_options
 from tal_kit.config import Config, load_config, resolve_path
 from tal_kit.data.features import feature_path, write_feature_file
 from tal_kit.evaluation.metric_kind import SYNTHETIC_MARKER
@@ -90,7 +90,7 @@ def synthetic_features(length: int, dim: int, segments_steps: list[tuple[float, 
     return feats
 
 
-def make_dryrun_data(config: str, out_dir: str | Path, annotation_file: Optional[str | Path] = None,
+def make_dryrun_data(config: str, out_dir: str | Path, annotation_file: str | Path | None = None,
                      videos_per_split: int = 3, max_duration: float = 90.0, seed: int = 0) -> dict[str, Any]:
     """Write a dry-run data folder for ``config`` into ``out_dir``; return what was written."""
     cfg = load_config(config)
@@ -111,7 +111,7 @@ def make_dryrun_data(config: str, out_dir: str | Path, annotation_file: Optional
     chosen = (pick_videos(database, cfg.train_split, videos_per_split, max_duration)
               + pick_videos(database, cfg.val_split, videos_per_split, max_duration))
     if not chosen:
-        raise ValueError(f"{json_path}: no annotated video of {cfg.train_split + cfg.val_split} lasts at most "
+        raise UsageError(f"{json_path}: no annotated video of {cfg.train_split + cfg.val_split} lasts at most "
                          f"{max_duration} s")
     feat_dir = resolve_path(cfg, out_dir, d.feat_folder)
     ref_dir = resolve_path(cfg, out_dir, d.reference_feat_folder)
@@ -150,17 +150,15 @@ def make_dryrun_data(config: str, out_dir: str | Path, annotation_file: Optional
 
 
 def cli_dry_run_data(argv: list[str]) -> int:
+    """``python -m tal_kit dry-run-data --config PRESET --out DIR [--annotations JSON]``"""
     parser = argparse.ArgumentParser(prog="tal-kit dry-run-data", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", required=True, help="a real preset: thumos14, anet, hacs, fineaction, ...")
+    add_common_options(parser, "config", required=("config",),
+                       help_texts={"config": "a real preset: thumos14, anet, hacs, fineaction, ..."})
     parser.add_argument("--out", required=True, help="folder to write (use it as --data-root)")
     parser.add_argument("--annotations", help="a real annotation JSON to copy (default: generate a small one)")
     parser.add_argument("--videos-per-split", type=int, default=3)
     parser.add_argument("--max-duration", type=float, default=90.0, help="pick videos no longer than this (s)")
     args = parser.parse_args(argv)
-    try:
-        info = make_dryrun_data(args.config, args.out, args.annotations, args.videos_per_split, args.max_duration)
-    except (ValueError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    info = make_dryrun_data(args.config, args.out, args.annotations, args.videos_per_split, args.max_duration)
     print(json.dumps(info, indent=2))
     return 0

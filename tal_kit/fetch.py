@@ -24,7 +24,6 @@ import json
 import os
 import re
 import shutil
-import sys
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -260,13 +259,6 @@ def cli_fetch(argv: list[str]) -> int:
     parser.add_argument("--keep-archive", action="store_true", help="keep the .tar.gz in DIR/.fetch after unpacking")
     parser.add_argument("--no-progress", action="store_true", help="no download progress bar")
     args = parser.parse_args(argv)
-    try:
-        fetch(args.dataset, args.to, revision=args.revision, endpoint=args.endpoint, keep_archive=args.keep_archive,
-              progress=not args.no_progress)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except FetchError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    fetch(args.dataset, args.to, revision=args.revision, endpoint=args.endpoint, keep_archive=args.keep_archive,
+          progress=not args.no_progress)  # a FetchError is exit status 1, bad input 2 (tal_kit.cli)
     return 0

@@ -11,7 +11,6 @@ scores (SPEC §B.3). ::
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -366,33 +365,31 @@ def run_inference(checkpoint: str | Path, *, config: str | Path | None = None, o
 
 def cli_infer(argv: list[str]) -> int:
     """``python -m tal_kit infer --ckpt CKPT --out detections.json [--config PRESET] [--set k=v ...]``"""
+    from tal_kit.cli import add_common_options
+
     parser = argparse.ArgumentParser(prog="python -m tal_kit infer",
                                      description="Run a checkpoint over a split; write detections (ActivityNet "
                                                  "results JSON) and, when the split has ground truth, its mAP.")
     parser.add_argument("--ckpt", required=True, help="tal_kit checkpoint (or upstream ActionFormer with --config)")
     parser.add_argument("--out", required=True, help="detections JSON to write")
-    parser.add_argument("--config", help="preset or YAML (default: the config stored in the checkpoint)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="dotted config override (with --config), repeatable")
-    parser.add_argument("--data-root", help="folder the config's dataset paths are relative to (default data/<preset>)")
+    add_common_options(parser, "config", "set", "data-root", help_texts={
+        "config": "preset or YAML (default: the config stored in the checkpoint)",
+        "set": "dotted config override (with --config), repeatable"})
     parser.add_argument("--split", help="subset(s), comma-separated (default: the config's val_split)")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    add_common_options(parser, "device")
     parser.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA copy")
     parser.add_argument("--metrics", help="metrics JSON to write (default: metrics.json beside --out)")
     parser.add_argument("--candidates", help="also cache pre-NMS candidates in this .npz")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     out = Path(args.out)
-    try:
-        summary = run_inference(
-            args.ckpt, config=args.config, overrides=args.overrides, data_root=args.data_root,
-            split=[s.strip() for s in args.split.split(",")] if args.split else None, device=args.device,
-            use_ema=not args.raw, out=out, metrics_out=args.metrics or out.with_name("metrics.json"),
-            candidates_out=args.candidates, progress=not args.no_progress,
-            which=Path(args.ckpt).stem if Path(args.ckpt).stem in ("last", "best") else None)
-    except (CheckpointError, ValueError, FileNotFoundError, RuntimeError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    checkpoint_name = Path(args.ckpt).stem
+    summary = run_inference(
+        args.ckpt, config=args.config, overrides=args.overrides, data_root=args.data_root,
+        split=[s.strip() for s in args.split.split(",")] if args.split else None, device=args.device,
+        use_ema=not args.raw, out=out, metrics_out=args.metrics or out.with_name("metrics.json"),
+        candidates_out=args.candidates, progress=not args.no_progress,
+        which=checkpoint_name if checkpoint_name in ("last", "best") else None)
     print(f"wrote {out}")
     if summary is not None:
         print(format_metrics_line(summary))

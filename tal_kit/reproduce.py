@@ -12,15 +12,17 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Callable
 
-from tal_kit.config import REPO_ROOT, ConfigError, default_data_root, figures_dir_for, load_config
+from tal_kit.config import REPO_ROOT, load_config, run_paths
 from tal_kit.kernels import kernel_manager_class
 from tal_kit.run_progress import TrainingProgress, format_duration, notebook_summary
+
+if TYPE_CHECKING:
+    from tal_kit.config import Config
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 PER_SEED_PREFIXES = ("04", "05")  # training and evaluation run once per seed
@@ -40,11 +42,6 @@ PUBLISHED: dict[str, dict[str, Any]] = {
 # with the thread count (oneDNN's convolution reduction order), by as much as one seed changes it.
 DEMO_REFERENCE: dict[str, Any] = {"average_mAP": [70.86, 70.83, 69.49, 71.17, 71.24], "seeds": "1234567891-1234567895",
                                   "threads": 1}
-
-# What --quick changes for the real presets: a smoke run, not a result.
-QUICK_OVERRIDES = ["opt.epochs=1", "opt.warmup_epochs=1", "trainer.eval_start_epoch=0", "loader.num_workers=0",
-                   "trainer.deterministic=warn"]
-
 
 class NotebookFailed(RuntimeError):
     """A notebook raised; the message names the notebook, the cell and the error."""
@@ -91,8 +88,8 @@ def is_complete(run: NotebookRun) -> bool:
     return all(c.get("execution_count") is not None for c in code_cells)
 
 
-def execute(run: NotebookRun, kernel_name: Optional[str] = None, progress_bar: bool = True,
-            cell_timeout: Optional[int] = None) -> None:
+def execute(run: NotebookRun, kernel_name: str | None = None, progress_bar: bool = True,
+            cell_timeout: int | None = None) -> None:
     """Execute one notebook with papermill; on error raise NotebookFailed naming the notebook and the cell.
 
     ``cell_timeout`` (seconds per cell, None = no limit) turns a hung kernel into a NotebookFailed instead of a
@@ -116,15 +113,15 @@ def execute(run: NotebookRun, kernel_name: Optional[str] = None, progress_bar: b
             f"{err.ename}: {err.evalue}\n  the executed copy with the full traceback is {run.output}") from err
 
 
-def plan_runs(config: str, data_root: Path, run_dir: Path, seeds: list[Optional[int]], quick: bool,
+def plan_runs(config: str, data_root: Path, run_dir: Path, seeds: list[int | None], quick: bool,
               device: str, overrides: list[str], notebook_dir: Path = NOTEBOOK_DIR,
-              figures_dir: Optional[Path] = None) -> list[NotebookRun]:
+              figure_dir: Path | None = None) -> list[NotebookRun]:
     """Which notebook runs, with which parameters, into which file.
 
-    ``figures_dir`` (default ``RUN_DIR/figures``) is where the notebooks draw; with several seeds the per-seed
+    ``figure_dir`` (default ``RUN_DIR/figures``) is where the notebooks draw; with several seeds the per-seed
     notebooks draw into its ``seed_<seed>/`` subfolders.
     """
-    figures_dir = Path(figures_dir) if figures_dir is not None else run_dir / "figures"
+    figure_dir = Path(figure_dir) if figure_dir is not None else run_dir / "figures"
     runs = []
     for notebook in list_notebooks(notebook_dir):
         declared = declared_parameters(notebook)
@@ -133,7 +130,7 @@ def plan_runs(config: str, data_root: Path, run_dir: Path, seeds: list[Optional[
             target_dir = run_dir if (len(seeds) == 1 or not per_seed) else run_dir / f"seed_{seed}"
             # Notebook 06 looks at the first seed's detections.
             nb_run_dir = target_dir if per_seed or len(seeds) == 1 else run_dir / f"seed_{seeds[0]}"
-            nb_figures = figures_dir / f"seed_{seed}" if per_seed and len(seeds) > 1 else figures_dir
+            nb_figures = figure_dir / f"seed_{seed}" if per_seed and len(seeds) > 1 else figure_dir
             values = {"config": config, "data_root": str(data_root), "run_dir": str(nb_run_dir), "device": device,
                       "quick": quick, "overrides": list(overrides), "seed": -1 if seed is None else seed,
                       "figure_dir": str(nb_figures),
@@ -148,7 +145,7 @@ def plan_runs(config: str, data_root: Path, run_dir: Path, seeds: list[Optional[
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def _read_json(path: Path) -> Optional[dict[str, Any]]:
+def _read_json(path: Path) -> dict[str, Any] | None:
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
@@ -162,7 +159,7 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def collect_results(config: str, run_dir: Path, seed_dirs: list[Path],
-                    metric: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+                    metric: dict[str, Any] | None = None) -> dict[str, Any]:
     """Gather each seed's last- and best-epoch metrics into one summary (fractions in, percent out).
 
     ``metric`` (a ``MetricKind.to_dict()``) says what the numbers measure; when they are not comparable with the
@@ -207,7 +204,7 @@ def collect_results(config: str, run_dir: Path, seed_dirs: list[Path],
             "published_not_comparable": None if comparable else published}
 
 
-def demo_reference_check(results: dict[str, Any], *, quick: bool, overrides: list[str]) -> Optional[dict[str, Any]]:
+def demo_reference_check(results: dict[str, Any], *, quick: bool, overrides: list[str]) -> dict[str, Any] | None:
     """For a default demo run: is its last-epoch average mAP inside the spread a fresh machine reproduces?
 
     "Inside" means within mean ± 3 std of DEMO_REFERENCE's seeds. None for other configs, quick runs and runs with
@@ -229,7 +226,7 @@ def demo_reference_check(results: dict[str, Any], *, quick: bool, overrides: lis
     return {"value": value, "mean": mean, "std": std, "low": low, "high": high, "inside": inside, "text": text}
 
 
-def metric_of(cfg: Any, data_root: Path) -> dict[str, Any]:
+def metric_of(cfg: Config, data_root: Path) -> dict[str, Any]:
     """What the run's mAP measures (``MetricKind.to_dict()``), naming the published number it is not comparable to."""
     from tal_kit.evaluation.metric_kind import metric_kind_for_config
 
@@ -249,30 +246,33 @@ def _atomic_write(path: Path, text: str) -> None:
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def reproduce(config: str, data_root: Optional[str] = None, run_dir: Optional[str] = None, quick: bool = False,
-              seeds: int = 1, force: bool = False, device: str = "auto", overrides: Optional[list[str]] = None,
-              kernel_name: Optional[str] = None, notebook_dir: Path = NOTEBOOK_DIR, cell_timeout: Optional[int] = None,
-              log=print, figures_dir: Optional[str] = None, progress_every_s: float = 20.0) -> dict[str, Any]:
+def reproduce(config: str, data_root: str | None = None, run_dir: str | None = None, quick: bool = False,
+              seeds: int = 1, force: bool = False, device: str = "auto", overrides: list[str] | None = None,
+              kernel_name: str | None = None, notebook_dir: Path = NOTEBOOK_DIR, cell_timeout: int | None = None,
+              log: Callable[[str], Any] = print, figure_dir: str | None = None,
+              progress_every_s: float = 20.0) -> dict[str, Any]:
     """Run notebooks 01-06 for ``config`` and return the collected results (also written to the run dir).
 
-    Figures go to ``figures_dir``, by default figures/<config> for the full run in runs/<config> and
-    ``<run_dir>/figures`` for any other run folder (a --quick run, a --run-dir elsewhere), so that a smoke run
-    never overwrites the full run's figures. While a notebook trains, progress lines (epoch, step, loss, ETA; each
-    evaluation's mAP) go to ``log`` at most every ``progress_every_s`` seconds; each notebook ends with one summary
-    line.
+    The folders follow :func:`tal_kit.config.run_paths`: a --quick run goes to runs/<config>-quick (notebook 04
+    resumes, and must not resume a full run with quick settings); figures go to ``figure_dir``, by default
+    figures/<config> for the full run in runs/<config> and ``<run_dir>/figures`` for any other run folder, so that
+    a smoke run never overwrites the full run's figures. ``quick`` reaches every notebook as its ``quick``
+    parameter (which applies tal_kit.config.QUICK_OVERRIDES). While a notebook trains, progress lines (epoch,
+    step, loss, ETA; each evaluation's mAP) go to ``log`` at most every ``progress_every_s`` seconds; each notebook
+    ends with one summary line.
     """
+    from tal_kit.data.demo import ensure_demo_data
+
     cfg = load_config(config, overrides)  # fail fast on a bad config, before any notebook starts
     name = cfg.name
-    root = Path(data_root) if data_root else default_data_root(cfg)
-    # a smoke run gets its own folder: notebook 04 resumes, and must not resume a full run with quick settings
-    out_dir = Path(run_dir) if run_dir else REPO_ROOT / "runs" / (f"{name}-quick" if quick else name)
+    paths = run_paths(cfg, data_root, run_dir, figure_dir, quick=quick)
+    out_dir = paths.run_dir
     if name == "demo" and not data_root:
-        ensure_demo_data(root, log)
-    all_overrides = (QUICK_OVERRIDES if quick and name != "demo" else []) + list(overrides or [])
-    seed_values: list[Optional[int]] = [None] if seeds == 1 else [cfg.init_rand_seed + k for k in range(seeds)]
-    figures = figures_dir_for(cfg, out_dir, figures_dir)
-    runs = plan_runs(config, root.resolve(), out_dir.resolve(), seed_values, quick, device, all_overrides,
-                     notebook_dir, figures_dir=figures.resolve())
+        ensure_demo_data(paths.data_root, log)
+    user_overrides = list(overrides or [])
+    seed_values: list[int | None] = [None] if seeds == 1 else [cfg.init_rand_seed + k for k in range(seeds)]
+    runs = plan_runs(config, paths.data_root.resolve(), out_dir.resolve(), seed_values, quick, device,
+                     user_overrides, notebook_dir, figure_dir=paths.figure_dir.resolve())
 
     upstream_rerun = False
     started = time.time()
@@ -291,10 +291,10 @@ def reproduce(config: str, data_root: Optional[str] = None, run_dir: Optional[st
         log(f"{label}: done in {format_duration(time.time() - t0)}" + (f"; {produced}" if produced else ""))
 
     seed_dirs = [out_dir] if seeds == 1 else [out_dir / f"seed_{s}" for s in seed_values]
-    results = collect_results(name, out_dir, seed_dirs, metric_of(cfg, root))
+    results = collect_results(name, out_dir, seed_dirs, metric_of(cfg, paths.data_root))
     results["wall_time_s"] = round(time.time() - started, 1)
     results["quick"] = quick
-    results["reference_check"] = demo_reference_check(results, quick=quick, overrides=list(overrides or []))
+    results["reference_check"] = demo_reference_check(results, quick=quick, overrides=user_overrides)
     from tal_kit.viz.tables import results_markdown
 
     markdown = results_markdown(results)
@@ -305,38 +305,27 @@ def reproduce(config: str, data_root: Optional[str] = None, run_dir: Optional[st
     return results
 
 
-def ensure_demo_data(root: Path, log=print) -> None:
-    """Generate the demo dataset when it is missing (it is never committed)."""
-    from tal_kit.data import demo
-
-    if (root / "annotations.json").exists():
-        return
-    log(f"generating the demo dataset in {root} ...")
-    demo.generate_demo_dataset(root)
-
-
 def cli_reproduce(argv: list[str]) -> int:
+    """``python -m tal_kit reproduce --config PRESET [--quick] [--seeds N] ...``"""
+    from tal_kit.cli import add_common_options
+
     parser = argparse.ArgumentParser(prog="tal-kit reproduce", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", required=True, help="preset name or YAML path")
-    parser.add_argument("--data-root", help="data folder (default data/<config>; the demo is generated there)")
-    parser.add_argument("--run-dir", help="output folder (default runs/<config>, runs/<config>-quick with --quick)")
+    add_common_options(parser, "config", "data-root", "run-dir", required=("config",), help_texts={
+        "data-root": "data folder (default data/<config>; the demo is generated there)",
+        "run-dir": "output folder (default runs/<config>, runs/<config>-quick with --quick)"})
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 epoch (+1 warmup), smaller plots")
     parser.add_argument("--seeds", type=int, default=1, help="train and evaluate with N seeds, report mean +- std")
     parser.add_argument("--force", action="store_true", help="re-run notebooks whose executed copies are complete")
-    parser.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda', 'cuda:1', ...")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="config override passed to every notebook (repeatable)")
-    parser.add_argument("--figures-dir", help="where the notebooks draw (default figures/<config> for runs/<config>, "
-                        "else RUN_DIR/figures)")
+    add_common_options(parser, "device", "set", help_texts={
+        "set": "config override passed to every notebook (repeatable)"})
+    parser.add_argument("--figures-dir", dest="figure_dir", metavar="FIGURES_DIR",
+                        help="where the notebooks draw (default figures/<config> for runs/<config>, else "
+                             "RUN_DIR/figures)")
     parser.add_argument("--cell-timeout", type=int, default=None, metavar="SECONDS",
                         help="fail a notebook whose cell runs longer than this (default: no limit)")
     args = parser.parse_args(argv)
     if args.seeds < 1:
         parser.error("--seeds must be at least 1")
-    try:
-        reproduce(args.config, args.data_root, args.run_dir, args.quick, args.seeds, args.force, args.device,
-                  args.overrides, cell_timeout=args.cell_timeout, figures_dir=args.figures_dir)
-    except (ConfigError, NotebookFailed, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    reproduce(args.config, args.data_root, args.run_dir, args.quick, args.seeds, args.force, args.device,
+              args.overrides, cell_timeout=args.cell_timeout, figure_dir=args.figure_dir)
     return 0

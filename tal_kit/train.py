@@ -22,16 +22,18 @@ videos per step, so the number of steps, the schedule and the learning rate are 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import torch
 from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
+from tal_kit.config import Config, ConfigError, resolve_config, run_paths
 from tal_kit.training import (CheckpointError, LoopSettings, Trainer, make_optimizer, make_scheduler,
                               seed_everything)
 from tal_kit.training.distributed import DistContext, barrier, broadcast_object, init_distributed, shutdown
@@ -40,38 +42,13 @@ from tal_kit.training.files import remove_stale_temporaries
 from tal_kit.training.lock import RunLock, describe_holder
 from tal_kit.training.loop import TrainCallback
 
+if TYPE_CHECKING:
+    from torch.utils.data import Dataset
+
 REPORT_CHOICES = ("last", "best")
 
 
-def quick_overrides() -> list[str]:
-    """Overrides for a smoke run (the notebooks' ``quick`` mode): two epochs (one of warmup), both evaluated."""
-    return ["opt.epochs=1", "opt.warmup_epochs=1", "trainer.eval_start_epoch=0", "loader.num_workers=0"]
-
-
-def resolve_config(config: Any, overrides: Sequence[str] = (), seed: int | None = None) -> Any:
-    """A Config from a preset name/YAML path (+ overrides), or the Config itself; ``seed`` >= 0 replaces the seed."""
-    from tal_kit.config import Config, as_override_list, load_config
-
-    cfg = config if isinstance(config, Config) else load_config(config, as_override_list(overrides))
-    if seed is not None and seed >= 0:
-        cfg.init_rand_seed = int(seed)
-    return cfg
-
-
-def default_run_dir(cfg: Any) -> Path:
-    from tal_kit.config import REPO_ROOT
-
-    return REPO_ROOT / "runs" / cfg.name
-
-
-def default_figures_dir(cfg: Any, run_dir: str | Path | None = None) -> Path:
-    """Where a run's figures go unless told otherwise (see tal_kit.config.figures_dir_for)."""
-    from tal_kit.config import figures_dir_for
-
-    return figures_dir_for(cfg, run_dir)
-
-
-def build_train_loader(dataset: Any, cfg: Any, ctx: DistContext,
+def build_train_loader(dataset: Dataset, cfg: Config, ctx: DistContext,
                        generator: torch.Generator) -> tuple[DataLoader, DistributedSampler | None]:
     """Shuffled batches of training crops; with several processes a DistributedSampler splits each epoch.
 
@@ -81,8 +58,8 @@ def build_train_loader(dataset: Any, cfg: Any, ctx: DistContext,
     from tal_kit.data.dataset import seed_worker, training_collate
 
     if cfg.loader.batch_size % ctx.world_size:
-        raise ValueError(f"loader.batch_size ({cfg.loader.batch_size}) is the global batch and must be divisible "
-                         f"by the {ctx.world_size} training processes")
+        raise ConfigError(f"loader.batch_size ({cfg.loader.batch_size}) is the global batch and must be divisible "
+                          f"by the {ctx.world_size} training processes")
     sampler = None
     if ctx.is_distributed:
         sampler = DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
@@ -95,7 +72,8 @@ def build_train_loader(dataset: Any, cfg: Any, ctx: DistContext,
     return loader, sampler
 
 
-def make_evaluate_fn(cfg: Any, data_root: Any, ctx: DistContext, progress: bool = True):
+def make_evaluate_fn(cfg: Config, data_root: str | Path | None, ctx: DistContext, progress: bool = True
+                     ) -> Callable[[torch.nn.Module, int], dict[str, Any] | None] | None:
     """evaluate_fn(ema_model, epoch) for the Trainer: mAP of the EMA model on ``cfg.val_split`` (None when that
     split has no ground truth to score against)."""
     from tal_kit.infer import evaluate_model, ground_truth_for
@@ -117,7 +95,7 @@ def make_evaluate_fn(cfg: Any, data_root: Any, ctx: DistContext, progress: bool 
     return evaluate_fn
 
 
-def build_trainer(cfg: Any, *, data_root: Any = None, run_dir: str | Path | None = None,
+def build_trainer(cfg: Config, *, data_root: str | Path | None = None, run_dir: str | Path | None = None,
                   ctx: DistContext | None = None, callbacks: Sequence[TrainCallback] = (),
                   progress: bool = True) -> Trainer:
     """Seed everything, then build dataset, loader, model (DDP-wrapped with several processes), optimizer,
@@ -133,6 +111,9 @@ def build_trainer(cfg: Any, *, data_root: Any = None, run_dir: str | Path | None
     generator = seed_everything(cfg.init_rand_seed + ctx.rank, cfg.trainer.deterministic)
     train_set = TALDataset(cfg, data_root, split=cfg.train_split, is_training=True)
     loader, sampler = build_train_loader(train_set, cfg, ctx, generator)
+    if len(loader) == 0:  # a config problem, said as one (the schedule would refuse it less clearly)
+        raise ConfigError(f"loader.batch_size ({cfg.loader.batch_size}) is larger than the {len(train_set)} training "
+                          f"videos of {cfg.train_split}: no batch per epoch; lower loader.batch_size")
     model = ActionFormer(cfg).to(ctx.device)
     optimizer = make_optimizer(model, cfg.opt)
     scheduler = make_scheduler(optimizer, cfg.opt, len(loader))
@@ -143,13 +124,13 @@ def build_trainer(cfg: Any, *, data_root: Any = None, run_dir: str | Path | None
                             ema_decay=cfg.trainer.ema_decay, eval_start_epoch=cfg.trainer.eval_start_epoch,
                             checkpoint_every=cfg.trainer.checkpoint_every, amp=cfg.trainer.amp, progress=progress)
     return Trainer(model, optimizer, scheduler, loader, settings=settings,
-                   run_dir=Path(run_dir) if run_dir is not None else default_run_dir(cfg),
+                   run_dir=run_paths(cfg, run_dir=run_dir).run_dir,
                    config_dict=cfg.to_dict(), ctx=ctx, loader_generator=generator, sampler=sampler,
                    evaluate_fn=make_evaluate_fn(cfg, data_root, ctx, progress), callbacks=callbacks)
 
 
-def write_final_outputs(trainer: Trainer, cfg: Any, *, data_root: Any = None, report: str = "last",
-                        progress: bool = True) -> dict[str, Any] | None:
+def write_final_outputs(trainer: Trainer, cfg: Config, *, data_root: str | Path | None = None,
+                        report: str = "last", progress: bool = True) -> dict[str, Any] | None:
     """detections.json, metrics.json and pre_nms_candidates.npz of the reported epoch's EMA model."""
     import copy
 
@@ -183,10 +164,10 @@ def write_final_outputs(trainer: Trainer, cfg: Any, *, data_root: Any = None, re
                          progress=progress)
 
 
-def train(config: Any = "demo", overrides: Sequence[str] = (), *, data_root: Any = None,
+def train(config: str | Path | Config = "demo", overrides: Sequence[str] = (), *, data_root: str | Path | None = None,
           run_dir: str | Path | None = None, device: str = "auto", resume: bool = False, report: str = "last",
           stop_after: int | None = None, seed: int | None = None, callbacks: Sequence[TrainCallback] = (),
-          progress: bool = True, figures_dir: str | Path | None = None) -> dict[str, Any]:
+          progress: bool = True, figure_dir: str | Path | None = None) -> dict[str, Any]:
     """Train (or continue training) and, once the last epoch is done, write the reported epoch's results.
 
     Args:
@@ -200,16 +181,17 @@ def train(config: Any = "demo", overrides: Sequence[str] = (), *, data_root: Any
         stop_after: train at most this many epochs in this call (an interruption you can resume).
         seed: >= 0 replaces ``init_rand_seed``.
         callbacks: objects with ``on_iteration(record)`` / ``on_epoch_end(record)`` (e.g. a live plot).
-        figures_dir: where the training curves are drawn (default figures/<preset> for the preset's default run
-            folder, else RUN_DIR/figures: see tal_kit.config.figures_dir_for).
+        figure_dir: where the training curves are drawn (default figures/<preset> for the preset's default run
+            folder, else RUN_DIR/figures: see tal_kit.config.run_paths).
 
     Returns the training summary (as in train_summary.json) plus "run_dir" and "final" (the written metrics).
     """
     cfg = resolve_config(config, overrides, seed)
     if report not in REPORT_CHOICES:
         raise ValueError(f"report must be one of {REPORT_CHOICES}, got {report!r}")
+    paths = run_paths(cfg, data_root, run_dir, figure_dir)
     ctx = init_distributed(device)
-    run_dir = Path(run_dir) if run_dir is not None else default_run_dir(cfg)
+    run_dir = paths.run_dir
     # Rank 0 holds the run directory for the whole run (a second training into it is refused, naming this one).
     lock = RunLock(run_dir, command=f"train --config {cfg.name}") if ctx.is_main else nullcontext()
     try:
@@ -219,14 +201,14 @@ def train(config: Any = "demo", overrides: Sequence[str] = (), *, data_root: Any
                       f"cleanly; its lock was stale", file=sys.stderr)
             return _train_locked(cfg, ctx, data_root=data_root, run_dir=run_dir, resume=resume, report=report,
                                  stop_after=stop_after, callbacks=callbacks, progress=progress,
-                                 figures_dir=figures_dir)
+                                 figure_dir=paths.figure_dir)
     finally:
         shutdown(ctx)
 
 
-def _train_locked(cfg: Any, ctx: DistContext, *, data_root: Any, run_dir: Path, resume: bool, report: str,
-                  stop_after: int | None, callbacks: Sequence[TrainCallback], progress: bool,
-                  figures_dir: str | Path | None) -> dict[str, Any]:
+def _train_locked(cfg: Config, ctx: DistContext, *, data_root: str | Path | None, run_dir: Path, resume: bool,
+                  report: str, stop_after: int | None, callbacks: Sequence[TrainCallback], progress: bool,
+                  figure_dir: Path) -> dict[str, Any]:
     """The body of :func:`train`, run while this process holds the run directory's lock."""
     if ctx.is_main:
         for folder in (run_dir, run_dir / "checkpoints"):
@@ -249,41 +231,33 @@ def _train_locked(cfg: Any, ctx: DistContext, *, data_root: Any, run_dir: Path, 
         if summary["finished"]:
             from tal_kit.viz.figures import save_figure
             from tal_kit.viz.training import plot_training_curves
-            target = Path(figures_dir) if figures_dir is not None else default_figures_dir(cfg, run_dir)
-            save_figure(plot_training_curves(trainer.run_dir), target / "training_curves.png")
+            save_figure(plot_training_curves(trainer.run_dir), figure_dir / "training_curves.png")
     barrier(ctx)
     return {**summary, "run_dir": str(trainer.run_dir), "final": final}
 
 
 def cli_train(argv: list[str]) -> int:
     """``python -m tal_kit train --config PRESET [--set k=v ...] --run-dir DIR [--resume]``"""
-    from tal_kit.config import ConfigError
+    from tal_kit.cli import add_common_options
 
     parser = argparse.ArgumentParser(prog="python -m tal_kit train",
                                      description="Train ActionFormer; under torchrun, one process per device.")
-    parser.add_argument("--config", default="demo", help="preset name or path to a YAML file (default: demo)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="dotted config override, e.g. opt.learning_rate=1e-4 (repeatable)")
-    parser.add_argument("--run-dir", help="output folder (default runs/<preset>)")
-    parser.add_argument("--data-root", help="folder the config's dataset paths are relative to (default data/<preset>)")
+    add_common_options(parser, "config", "set", "run-dir", "data-root", "device", defaults={"config": "demo"})
     parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoints/last.pt")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--report", choices=REPORT_CHOICES, default="last",
                         help="epoch whose detections/metrics are written: last (default) or best")
     parser.add_argument("--seed", type=int, default=None, help="replace init_rand_seed")
     parser.add_argument("--stop-after", type=int, default=None, help="train at most this many epochs now")
-    parser.add_argument("--figures-dir", help="where the training curves go (default figures/<preset> for "
-                        "runs/<preset>, else RUN_DIR/figures)")
+    parser.add_argument("--figures-dir", dest="figure_dir", metavar="FIGURES_DIR",
+                        help="where the training curves go (default figures/<preset> for runs/<preset>, else "
+                             "RUN_DIR/figures)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
-    try:
-        result = train(args.config, args.overrides, data_root=args.data_root, run_dir=args.run_dir,
-                       device=args.device, resume=args.resume, report=args.report, stop_after=args.stop_after,
-                       seed=args.seed, progress=not args.no_progress, figures_dir=args.figures_dir)
-    except (ConfigError, CheckpointError, ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    if int(__import__("os").environ.get("RANK", "0")) == 0:
+    result = train(args.config, args.overrides, data_root=args.data_root, run_dir=args.run_dir, device=args.device,
+                   resume=args.resume, report=args.report, stop_after=args.stop_after, seed=args.seed,
+                   progress=not args.no_progress, figure_dir=args.figure_dir)
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 prints
         from tal_kit.viz.tables import format_summary
+
         print(format_summary(result))
     return 0

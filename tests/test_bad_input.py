@@ -156,7 +156,7 @@ def test_full_disk_during_a_checkpoint_says_disk_full(tmp_path, monkeypatch):
     import errno
 
     from tal_kit import atomic
-    from tal_kit.__main__ import user_error_message
+    from tal_kit.cli import user_error_message
     from tal_kit.training import save_checkpoint
 
     real_fdopen = os.fdopen
@@ -203,8 +203,73 @@ def test_nan_loss_stop_and_bugs(monkeypatch, capsys):
 def test_read_only_and_permission_messages():
     import errno
 
-    from tal_kit.__main__ import describe_os_error
+    from tal_kit.cli import describe_os_error
 
     assert describe_os_error(OSError(errno.EROFS, "Read-only file system", "/mnt/ro/runs")) == \
         "/mnt/ro/runs: read-only file system: choose a writable folder"
     assert "permission denied" in describe_os_error(PermissionError(errno.EACCES, "Permission denied", "/x"))
+
+
+# ---------------------------------------------------------------------------------------------------- one CLI pattern
+def test_common_options_are_declared_only_in_cli_py():
+    """--config --set --data-root --run-dir --device come from tal_kit.cli.add_common_options in every command
+    (demo-data's --set is the generator's settings, not config overrides)."""
+    import re
+
+    pattern = re.compile(r"""add_argument\(\s*["']--(config|set|data-root|run-dir|device)["']""")
+    found = []
+    for path in sorted((REPO / "tal_kit").rglob("*.py")):
+        if path == REPO / "tal_kit" / "cli.py":
+            continue
+        text = path.read_text()
+        found += [f"{path.relative_to(REPO)}: {m.group(0)}" for m in pattern.finditer(text)
+                  if not (path.name == "demo.py" and 'dest="settings"' in text[m.end():m.end() + 40])]
+    assert found == []
+
+
+def test_common_options_keep_each_commands_default_and_requirement():
+    import argparse
+
+    from tal_kit.cli import add_common_options
+
+    parser = argparse.ArgumentParser()
+    add_common_options(parser, defaults={"config": "demo"})
+    args = parser.parse_args(["--set", "a.b=1", "--set", "c.d=2"])
+    assert (args.config, args.overrides, args.data_root, args.run_dir, args.device) == \
+        ("demo", ["a.b=1", "c.d=2"], None, None, "auto")
+    strict = argparse.ArgumentParser()
+    add_common_options(strict, "config", "data-root", required=("config", "data-root"))
+    with pytest.raises(SystemExit):
+        strict.parse_args(["--config", "demo"])
+    with pytest.raises(SystemExit):  # an option it did not ask for is not there
+        strict.parse_args(["--config", "demo", "--data-root", "x", "--device", "cpu"])
+    with pytest.raises(ValueError, match="not a common option"):
+        add_common_options(argparse.ArgumentParser(), "seed")
+
+
+def test_a_failed_job_is_exit_1_bad_input_exit_2_through_one_rule(monkeypatch, capsys):
+    import tal_kit.__main__ as entry
+    from tal_kit.cli import UsageError
+    from tal_kit.fetch import FetchError
+
+    def failing_download(argv):
+        raise FetchError("downloading x.tar.gz failed (timeout); the 10 bytes so far are kept")
+
+    def bad_value(argv):
+        raise UsageError("--videos must be >= 1")
+
+    monkeypatch.setitem(entry.SUBCOMMANDS, "job", ("tests.test_bad_input", "failing_download", ""))
+    monkeypatch.setitem(entry.SUBCOMMANDS, "usage", ("tests.test_bad_input", "bad_value", ""))
+    monkeypatch.setattr(sys.modules[__name__], "failing_download", failing_download, raising=False)
+    monkeypatch.setattr(sys.modules[__name__], "bad_value", bad_value, raising=False)
+    assert entry.main(["job"]) == 1
+    assert capsys.readouterr().err == "error: downloading x.tar.gz failed (timeout); the 10 bytes so far are kept\n"
+    assert entry.main(["usage"]) == 2
+    assert capsys.readouterr().err == "error: --videos must be >= 1\n"
+
+
+def test_reproduce_and_dry_run_bad_input_is_exit_2_like_every_command(tmp_path):
+    """They used to exit 1 for a bad preset, unlike train/infer/evaluate/viz/check-data (2)."""
+    assert_one_line_error(run_cli("reproduce", "--config", "no_such_preset"), "unknown preset")
+    assert_one_line_error(run_cli("dry-run-data", "--config", "no_such_preset", "--out", str(tmp_path / "o")),
+                          "unknown preset")

@@ -230,7 +230,7 @@ def test_cli_config_show_rejects_what_train_would():
 def test_overrides_given_as_one_string_are_one_override():
     """A notebook's `overrides` parameter set from the papermill command line arrives as a string: iterating it
     gave one 'override' per character ('o', 'p', ...)."""
-    from tal_kit.train import resolve_config
+    from tal_kit.config import resolve_config
 
     assert load_config("demo", "opt.epochs=3").opt.epochs == 3
     assert resolve_config("demo", "loader.batch_size=2").loader.batch_size == 2

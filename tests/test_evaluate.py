@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from tal_kit.__main__ import main
 from tal_kit.data.annotations import VideoRecord
 from tal_kit.detections import Detections
 from tal_kit.evaluate import (EvaluationError, cli_evaluate, evaluate_detections, interpolated_average_precision,
@@ -207,14 +208,14 @@ def test_cli_table_and_errors(tmp_path, capsys):
     assert cli_evaluate(["--gt", gt, "--pred", pred, "--subset", "Test", "--tiou", "0.5", "--per-class"]) == 0
     out = capsys.readouterr().out
     assert "100.00" in out and "Run" in out
-    assert cli_evaluate(["--gt", gt, "--pred", pred, "--subset", "training"]) == 2
+    assert main(["evaluate", "--gt", gt, "--pred", pred, "--subset", "training"]) == 2
     assert "'training'" in capsys.readouterr().err
     # Jump exists in the file but has no ground truth in the Test subset: official behaviour is an error.
     data = json.loads(open(pred).read())
     data["results"]["a"].append({"label": "Jump", "score": 0.1, "segment": [1.0, 2.0]})
     (tmp_path / "pred2.json").write_text(json.dumps(data))
     args = ["--gt", gt, "--pred", str(tmp_path / "pred2.json"), "--subset", "Test", "--json"]
-    assert cli_evaluate(args) == 2
+    assert main(["evaluate", *args]) == 2
     assert "Jump" in capsys.readouterr().err
     assert cli_evaluate(args + ["--unknown-labels", "ignore"]) == 0
 

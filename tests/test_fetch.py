@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from tal_kit import fetch as fx
+from tal_kit.__main__ import main
 from tal_kit.config import load_config
 from tests.hub_standin import StandInHub, HostedFile, serve
 
@@ -144,14 +145,14 @@ def test_foreign_files_in_the_feature_folder_are_not_overwritten(hub, tmp_path, 
     folder = tmp_path / "d" / "mae_features"
     folder.mkdir(parents=True)
     (folder / "mine.npy").write_bytes(b"keep me")
-    assert fx.cli_fetch(["thumos14", "--to", str(tmp_path / "d"), "--endpoint", hub.endpoint, "--no-progress"]) == 1
+    assert main(["fetch", "thumos14", "--to", str(tmp_path / "d"), "--endpoint", hub.endpoint, "--no-progress"]) == 1
     assert "did not unpack" in capsys.readouterr().err
     assert (folder / "mine.npy").read_bytes() == b"keep me" and hub.requests == []
 
 
 def test_missing_file_on_the_hub_is_one_clear_error(hub, tmp_path, capsys):
     del hub.files[f"{fx.REPO_ID}/{ARCHIVE}"]
-    assert fx.cli_fetch(["thumos14", "--to", str(tmp_path / "d"), "--endpoint", hub.endpoint]) == 1
+    assert main(["fetch", "thumos14", "--to", str(tmp_path / "d"), "--endpoint", hub.endpoint]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and ARCHIVE in err and len(err.strip().splitlines()) == 1
 

@@ -106,7 +106,9 @@ def test_published_row_for_real_presets():
 
 
 def test_cli_reports_bad_config(capsys):
-    assert rp.cli_reproduce(["--config", "no_such_preset"]) == 1
+    from tal_kit.__main__ import main
+
+    assert main(["reproduce", "--config", "no_such_preset"]) == 2  # bad input: exit 2, as in every command
     assert "unknown preset" in capsys.readouterr().err
 
 

@@ -11,8 +11,9 @@ import json
 import pytest
 import torch
 
+from tal_kit.__main__ import main
 from tal_kit.config import load_config
-from tal_kit.train import cli_train, train
+from tal_kit.train import train
 from tests.tiny_demo import TINY_OVERRIDES, tiny_demo  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.slow
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.slow
 def trained(tiny_demo, tmp_path_factory):  # noqa: F811
     run_dir = tmp_path_factory.mktemp("tiny_run")
     result = train("demo", TINY_OVERRIDES, data_root=tiny_demo, run_dir=run_dir, device="cpu", progress=False,
-                   figures_dir=run_dir / "figures")
+                   figure_dir=run_dir / "figures")
     return result, run_dir
 
 
@@ -93,13 +94,13 @@ def test_resume_equals_uninterrupted_with_the_real_model(trained, tiny_demo, tmp
     _, straight_dir = trained
     resumed_dir = tmp_path / "resumed"
     partial = train("demo", TINY_OVERRIDES, data_root=tiny_demo, run_dir=resumed_dir, device="cpu",
-                    progress=False, stop_after=1, figures_dir=tmp_path / "fig")
+                    progress=False, stop_after=1, figure_dir=tmp_path / "fig")
     assert not partial["finished"] and partial["epochs_completed"] == 1 and partial["final"] is None
     assert not (resumed_dir / "metrics.json").exists()
     with pytest.raises(Exception, match="pass resume=True"):
         train("demo", TINY_OVERRIDES, data_root=tiny_demo, run_dir=resumed_dir, device="cpu", progress=False)
     finished = train("demo", TINY_OVERRIDES, data_root=tiny_demo, run_dir=resumed_dir, device="cpu", progress=False,
-                     resume=True, figures_dir=tmp_path / "fig")
+                     resume=True, figure_dir=tmp_path / "fig")
     assert finished["finished"]
     a = torch.load(straight_dir / "checkpoints" / "last.pt", weights_only=True)
     b = torch.load(resumed_dir / "checkpoints" / "last.pt", weights_only=True)
@@ -113,14 +114,14 @@ def test_resume_equals_uninterrupted_with_the_real_model(trained, tiny_demo, tmp
 
 def test_cli_errors_are_clear(trained, tiny_demo, capsys):  # noqa: F811
     _, run_dir = trained
-    code = cli_train(["--config", "demo", "--data-root", str(tiny_demo), "--run-dir", str(run_dir),
-                      "--device", "cpu", "--no-progress", *sum((["--set", o] for o in TINY_OVERRIDES), [])])
+    code = main(["train", "--config", "demo", "--data-root", str(tiny_demo), "--run-dir", str(run_dir),
+                 "--device", "cpu", "--no-progress", *sum((["--set", o] for o in TINY_OVERRIDES), [])])
     assert code == 2 and "last.pt exists: pass resume=True (--resume)" in capsys.readouterr().err
-    code = cli_train(["--config", "demo", "--data-root", str(tiny_demo), "--run-dir", str(run_dir), "--resume",
-                      "--device", "cpu", "--no-progress", "--set", "opt.learning_rate=0.5",
-                      *sum((["--set", o] for o in TINY_OVERRIDES), [])])
+    code = main(["train", "--config", "demo", "--data-root", str(tiny_demo), "--run-dir", str(run_dir), "--resume",
+                 "--device", "cpu", "--no-progress", "--set", "opt.learning_rate=0.5",
+                 *sum((["--set", o] for o in TINY_OVERRIDES), [])])
     err = capsys.readouterr().err
     assert code == 2 and "opt.learning_rate: checkpoint 0.001, now 0.5" in err
-    code = cli_train(["--config", "nonexistent_preset"])
+    code = main(["train", "--config", "nonexistent_preset"])
     assert code == 2 and "unknown preset" in capsys.readouterr().err
 

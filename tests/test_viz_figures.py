@@ -96,6 +96,8 @@ def test_cli_viz_writes_the_report_and_names_bad_input(tmp_path, capsys):
                                                 "pr_curves.png", "durations.png", "false_positive_analysis.png",
                                                 "sensitivity_analysis.png"}
     assert (out / "timelines.html").read_text().count('class="tal-figure"') == 2
-    assert cli_viz(["--config", "demo", "--data-root", str(data_root), "--video", "no_such_video",
-                    "--run-dir", str(tmp_path / "no_run"), "--out", str(out)]) == 2
+    from tal_kit.__main__ import main
+
+    assert main(["viz", "--config", "demo", "--data-root", str(data_root), "--video", "no_such_video",
+                 "--run-dir", str(tmp_path / "no_run"), "--out", str(out)]) == 2
     assert "no_such_video" in capsys.readouterr().err

@@ -35,7 +35,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -427,11 +427,14 @@ def generate_demo_dataset(out: str | Path, spec: DemoSpec | None = None, *, over
     return summary
 
 
-def ensure_demo_data(root: str | Path, log=print) -> bool:
-    """Generate the demo dataset in ``root`` unless it is already there; True when it was generated."""
+def ensure_demo_data(root: str | Path, log: Callable[[str], Any] | None = print) -> bool:
+    """Generate the demo dataset in ``root`` unless it is already there (it is never committed); True when it was
+    generated. The one place that decides this, for reproduce, the notebooks' set-up and the benchmarks."""
     root = Path(root)
     if (root / "annotations.json").exists():
         return False
+    if log:
+        log(f"generating the demo dataset in {root} ...")
     generate_demo_dataset(root, log=log)
     return True
 

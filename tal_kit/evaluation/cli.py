@@ -8,11 +8,12 @@ import sys
 
 import numpy as np
 
-from tal_kit.data.annotations import AnnotationError, load_annotations
-from tal_kit.detections import Detections, DetectionsError, write_json_atomic
-from tal_kit.evaluation.fusion import FusionError, fuse_scores, load_class_scores
+from tal_kit.cli import UsageError
+from tal_kit.data.annotations import load_annotations
+from tal_kit.detections import Detections, write_json_atomic
+from tal_kit.evaluation.fusion import fuse_scores, load_class_scores
 from tal_kit.evaluation.ground_truth import DEDUP_MODES
-from tal_kit.evaluation.metrics import EvaluationError, evaluate_detections
+from tal_kit.evaluation.metrics import evaluate_detections
 
 __all__ = ["cli_evaluate", "parse_tiou_thresholds", "parse_top_k", "unusual_detections"]
 
@@ -29,21 +30,21 @@ def parse_tiou_thresholds(text: str) -> list[float]:
         else:
             start, stop, step = (float(x) for x in text.split(":"))
     except ValueError:
-        raise ValueError(f"--tiou {text!r}: expected start:stop:step or a comma-separated list of numbers") from None
+        raise UsageError(f"--tiou {text!r}: expected start:stop:step or a comma-separated list of numbers") from None
     if ":" not in text:
         return _check_tiou(values, text)
     steps = (stop - start) / step if step > 0 else -1.0
     if steps < 0 or abs(steps - round(steps)) > 1e-6:
-        raise ValueError(f"--tiou {text!r}: the range must go up from start to stop in whole steps")
+        raise UsageError(f"--tiou {text!r}: the range must go up from start to stop in whole steps")
     return _check_tiou([round(start + i * step, 10) for i in range(int(round(steps)) + 1)], text)
 
 
 def _check_tiou(values: list[float], text: str) -> list[float]:
     if not values:
-        raise ValueError(f"--tiou {text!r}: no thresholds given")
+        raise UsageError(f"--tiou {text!r}: no thresholds given")
     bad = [v for v in values if not (math.isfinite(v) and 0 < v <= 1)]
     if bad:
-        raise ValueError(f"--tiou {text!r}: tIoU thresholds are overlaps in (0, 1], got {bad[0]:g}")
+        raise UsageError(f"--tiou {text!r}: tIoU thresholds are overlaps in (0, 1], got {bad[0]:g}")
     return values
 
 
@@ -52,9 +53,9 @@ def parse_top_k(text: str) -> list[int]:
     try:
         values = [int(k) for k in text.split(",") if k.strip()]
     except ValueError:
-        raise ValueError(f"--top-k {text!r}: expected comma-separated whole numbers >= 1, e.g. 1,5") from None
+        raise UsageError(f"--top-k {text!r}: expected comma-separated whole numbers >= 1, e.g. 1,5") from None
     if not values or min(values) < 1:
-        raise ValueError(f"--top-k {text!r}: each k must be a whole number >= 1, e.g. 1,5")
+        raise UsageError(f"--top-k {text!r}: each k must be a whole number >= 1, e.g. 1,5")
     return values
 
 
@@ -112,22 +113,21 @@ def _parser() -> argparse.ArgumentParser:
 def cli_evaluate(argv: list[str]) -> int:
     """Entry point of ``python -m tal_kit evaluate``; returns the exit code."""
     args = _parser().parse_args(argv)
-    try:
-        thresholds = parse_tiou_thresholds(args.tiou)
-        top_k = parse_top_k(args.top_k)
-        db = load_annotations(args.gt)
-        records = db.select([s.strip() for s in args.subset.split(",") if s.strip()])
-        detections = Detections.from_results_json(args.pred, db.label_names, unknown_labels=args.unknown_labels)
-        if args.class_scores:
-            detections = fuse_scores(detections, load_class_scores(args.class_scores), topk=args.fusion_topk,
-                                     num_pred=args.fusion_num_pred, softmax_out_of_range=not args.fusion_no_softmax,
-                                     source=args.class_scores)
-        result = evaluate_detections(records, detections, thresholds, label_names=db.label_names,
-                                     dedup_gt=args.dedup_gt, unknown_labels=args.unknown_labels, top_k=top_k)
-        note = unusual_detections(records, detections)
-    except (AnnotationError, DetectionsError, EvaluationError, FusionError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    thresholds = parse_tiou_thresholds(args.tiou)
+    top_k = parse_top_k(args.top_k)
+    for flag, value in (("--fusion-topk", args.fusion_topk), ("--fusion-num-pred", args.fusion_num_pred)):
+        if value < 1:
+            raise UsageError(f"{flag} must be >= 1, got {value}")
+    db = load_annotations(args.gt)
+    records = db.select([s.strip() for s in args.subset.split(",") if s.strip()])
+    detections = Detections.from_results_json(args.pred, db.label_names, unknown_labels=args.unknown_labels)
+    if args.class_scores:
+        detections = fuse_scores(detections, load_class_scores(args.class_scores), topk=args.fusion_topk,
+                                 num_pred=args.fusion_num_pred, softmax_out_of_range=not args.fusion_no_softmax,
+                                 source=args.class_scores)
+    result = evaluate_detections(records, detections, thresholds, label_names=db.label_names,
+                                 dedup_gt=args.dedup_gt, unknown_labels=args.unknown_labels, top_k=top_k)
+    note = unusual_detections(records, detections)
     if note:
         print(f"warning: {args.pred}: {note}", file=sys.stderr)
     if args.output:

@@ -5,15 +5,20 @@ the backbone (by ``input_dim``: 1408 -> vit-g/14, 1280 -> vit-h/16, ...) and whe
 data root and the features land in the preset's ``feat_folder`` with its ``file_prefix`` and format (``.npy`` for
 thumos14/anet, ``.csv`` for fineaction), [T, C] float32. Fixed-length presets (fineaction) get VideoMAEv2's
 FineAction stride of 16 at native fps.
-Without a preset ``--out`` is the feature folder itself. Bad input: one line, exit 2. Bad videos are skipped,
-listed at the end, and make the exit status 1.
+Without a preset ``--out`` is the feature folder itself. Bad input: one line, exit 2 (tal_kit.cli's rule). Bad
+videos are skipped, listed at the end, and make the exit status 1.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING
+
+from tal_kit.cli import UsageError, add_common_options
+
+if TYPE_CHECKING:
+    from tal_kit.config import Config
 
 __all__ = ["cli_extract", "build_parser", "EXAMPLE_COMMAND"]
 
@@ -32,8 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("videos", nargs="+", help="video files and/or folders (searched recursively)")
     p.add_argument("--out", required=True, help="the data root with --preset, else the feature folder")
     p.add_argument("--preset", help="a config preset (thumos14, anet, fineaction, demo, or a YAML file)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override for --preset (repeatable)")
+    add_common_options(p, "set", help_texts={"set": "config override for --preset (repeatable)"})
     p.add_argument("--backbone", choices=list(BACKBONES), help="named architecture (default: the preset's, else "
                    "vit-g/14); shapes in the checkpoint override width/depth/patch/tubelet/MLP")
     weights = p.add_mutually_exclusive_group(required=True)
@@ -49,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: the preset's default_fps when it fixes one, else native frames)")
     p.add_argument("--recipe", choices=list(RECIPES), default="videomae2_tad", help="pixel preprocessing")
     p.add_argument("--batch-size", type=int, default=16, help="clips per forward pass")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    add_common_options(p, "device")
     p.add_argument("--dtype", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
                    help="auto: bf16 on GPU, fp32 on CPU")
     p.add_argument("--shard", help="i/n: this process takes videos i, i+n, ... (default under torchrun: its rank)")
@@ -64,11 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-class _BadInput(Exception):
-    pass
-
-
-def _grid_from(args: argparse.Namespace, cfg: Any) -> tuple[int, int, Optional[float]]:
+def _grid_from(args: argparse.Namespace, cfg: Config | None) -> tuple[int, int, float | None]:
     d = cfg.dataset if cfg is not None else None
     fixed_length = d is not None and d.feat_stride <= 0  # e.g. FineAction: features resized to a fixed length
     # a fixed-length preset says nothing about the stride: VideoMAEv2's FineAction recipe uses 16 (EXTRACTION.md §1)
@@ -78,12 +78,12 @@ def _grid_from(args: argparse.Namespace, cfg: Any) -> tuple[int, int, Optional[f
     preset_fps = d.default_fps if d is not None and not fixed_length else None
     fps = args.resample_fps if args.resample_fps is not None else preset_fps
     if stride != int(stride) or clip_len != int(clip_len):
-        raise _BadInput(f"stride {stride} and clip length {clip_len} must be whole numbers of frames")
+        raise UsageError(f"stride {stride} and clip length {clip_len} must be whole numbers of frames")
     stride, clip_len = int(stride), int(clip_len)
     if fps is not None and not fps > 0:
-        raise _BadInput(f"--resample-fps must be > 0, got {fps}")
+        raise UsageError(f"--resample-fps must be > 0, got {fps}")
     if stride < 1 or clip_len < 1:
-        raise _BadInput(f"--stride and --clip-len must be >= 1 (got {stride}, {clip_len})")
+        raise UsageError(f"--stride and --clip-len must be >= 1 (got {stride}, {clip_len})")
     return stride, clip_len, fps
 
 
@@ -100,7 +100,7 @@ def _device_and_dtype(args: argparse.Namespace) -> tuple[str, str, tuple[int, in
         local = int(os.environ.get("LOCAL_RANK", "0"))
         device = f"cuda:{local}" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise _BadInput(f"--device {device}: no CUDA device is visible")
+        raise UsageError(f"--device {device}: no CUDA device is visible")
     dtype = args.dtype if args.dtype != "auto" else ("bf16" if device.startswith("cuda") else "fp32")
     return device, dtype, shard
 
@@ -120,7 +120,7 @@ def _run(args: argparse.Namespace) -> int:
     if backbone_name is None and cfg is not None:
         backbone_name = backbone_for_dim(cfg.dataset.input_dim)
         if backbone_name is None and args.embed_dim is None:
-            raise _BadInput(f"--preset {args.preset}: no named backbone gives dataset.input_dim = "
+            raise UsageError(f"--preset {args.preset}: no named backbone gives dataset.input_dim = "
                             f"{cfg.dataset.input_dim} features (no published recipe is known for it); pass "
                             "--backbone and the architecture flags")
     backbone_name = backbone_name or "vit-g/14"
@@ -132,7 +132,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"extract: loading {args.checkpoint} ...", file=sys.stderr)
         backbone = load_backbone(args.checkpoint, backbone_name, trust=args.trust_checkpoint, **overrides)
     if cfg is not None and backbone.model.feature_dim != cfg.dataset.input_dim:
-        raise _BadInput(f"--preset {args.preset}: dataset.input_dim is {cfg.dataset.input_dim} but the backbone "
+        raise UsageError(f"--preset {args.preset}: dataset.input_dim is {cfg.dataset.input_dim} but the backbone "
                         f"gives {backbone.model.feature_dim}-d features")
     out = Path(args.out)
     file_prefix, file_ext = "", ".npy"
@@ -169,16 +169,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def cli_extract(argv: list[str]) -> int:
     """Entry point of ``tal-kit extract`` (see the module docstring)."""
-    from tal_kit.config import ConfigError
-    from tal_kit.extraction.checkpoints import CheckpointError
-    from tal_kit.extraction.runner import ExtractionError
-
     args = build_parser().parse_args(argv)
     if args.batch_size < 1:
-        print("error: --batch-size must be >= 1", file=sys.stderr)
-        return 2
-    try:
-        return _run(args)
-    except (_BadInput, ConfigError, CheckpointError, ExtractionError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        raise UsageError("--batch-size must be >= 1")
+    return _run(args)
