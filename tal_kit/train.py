@@ -98,7 +98,8 @@ def build_train_loader(dataset: Any, cfg: Any, ctx: DistContext,
 def make_evaluate_fn(cfg: Any, data_root: Any, ctx: DistContext, progress: bool = True):
     """evaluate_fn(ema_model, epoch) for the Trainer: mAP of the EMA model on ``cfg.val_split`` (None when that
     split has no ground truth to score against)."""
-    from tal_kit.infer import evaluate_model, ground_truth_for
+    from tal_kit.evaluation.protocol import ground_truth_for
+    from tal_kit.infer import evaluate_model
 
     ground_truth, _ = ground_truth_for(cfg, data_root, cfg.val_split)
     if not any(len(record.segments) for record in ground_truth):

@@ -18,9 +18,9 @@ def write_report(run: Any, cfg: Any, out_dir: Path, *, tiou_threshold: float = 0
     """Write ``timelines.html`` (``videos``, default the ``num_videos`` busiest) and every report figure into
     ``out_dir``; returns name -> path. ``run`` is a :class:`tal_kit.viz.run_outputs.RunOutputs`."""
     from tal_kit.evaluate import evaluate_detections
-    from tal_kit.infer import DEDUP_GT, UNKNOWN_LABELS
-    from tal_kit.viz import (export_html, false_positive_analysis, length_bins_for, save_report_figures,
-                             sensitivity_analysis, timeline)
+    from tal_kit.evaluation.detad import false_positive_analysis, length_bins_for, sensitivity_analysis
+    from tal_kit.evaluation.protocol import DEDUP_GT, UNKNOWN_LABELS
+    from tal_kit.viz import export_html, save_report_figures, timeline
 
     videos = list(videos) if videos else run.busiest_videos(num_videos)
     figures = {video_id: timeline(run.record(video_id), run.detections, label_names=run.label_names,

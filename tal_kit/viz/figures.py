@@ -13,7 +13,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from tal_kit.atomic import atomic_path
-from tal_kit.viz.error_analysis import ERROR_TYPE_NAMES, FalsePositiveAnalysis, SensitivityAnalysis
+from tal_kit.evaluation.detad import ERROR_TYPE_NAMES, FalsePositiveAnalysis, SensitivityAnalysis
 
 __all__ = ["ap_vs_tiou_figure", "per_class_ap_figure", "pr_curves_figure", "duration_histograms_figure",
            "false_positive_figure", "sensitivity_figure", "save_figure", "save_report_figures"]
