@@ -10,7 +10,7 @@ laid out as training lays it out: a seeded shuffle, the recipe's random crops (t
 full batches only. Its padded-vs-needed steps are counted over the whole epoch; ``--batches`` batches drawn
 evenly from it are then timed as training steps (forward, label assignment, losses, backward; the preset's model,
 drop-path on; features random) once padded to max_seq_len and once length-aware, interleaved. Evaluation: ANet
-validation videos (``--eval-videos``, a seeded sample), through ``tal_kit.infer.predict`` (forward, decoding, NMS)
+validation videos (``--eval-videos``, a seeded sample), through ``tal_kit.inference.predict.predict`` (forward, decoding, NMS)
 with ``eval_batch_size`` 1 and the preset's.
 
 Times are process CPU time on a CPU (robust to other work on a shared machine; run with OMP_NUM_THREADS=1) and
@@ -156,7 +156,7 @@ def train_workload(preset: str, args, device) -> dict:
 
 
 def eval_workload(args, device) -> dict:
-    from tal_kit.infer import predict
+    from tal_kit.inference.predict import predict
 
     cfg = scaled_config("anet", args.embd_dim)
     if args.eval_batch_size:

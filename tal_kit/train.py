@@ -76,7 +76,8 @@ def make_evaluate_fn(cfg: Config, data_root: str | Path | None, ctx: DistContext
                      ) -> Callable[[torch.nn.Module, int], dict[str, Any] | None] | None:
     """evaluate_fn(ema_model, epoch) for the Trainer: mAP of the EMA model on ``cfg.val_split`` (None when that
     split has no ground truth to score against)."""
-    from tal_kit.infer import evaluate_model, ground_truth_for
+    from tal_kit.evaluation.protocol import ground_truth_for
+    from tal_kit.infer import evaluate_model
 
     ground_truth, _ = ground_truth_for(cfg, data_root, cfg.val_split)
     if not any(len(record.segments) for record in ground_truth):

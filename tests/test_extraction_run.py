@@ -55,7 +55,7 @@ def test_end_to_end_extract_check_data_dataset_inference(tmp_path, video_folder,
 
     from tal_kit.config import load_config
     from tal_kit.data.dataset import TALDataset
-    from tal_kit.infer import predict
+    from tal_kit.inference.predict import predict
     from tal_kit.model import ActionFormer
 
     cfg = load_config("thumos14", ["dataset.reference_feat_folder=null"])

@@ -59,7 +59,7 @@ def test_figures_timelines_and_candidates(tmp_path, umask_027):
     from matplotlib.figure import Figure
     import plotly.graph_objects as go
 
-    from tal_kit.viz.candidates import VideoCandidates, save_candidates
+    from tal_kit.inference.candidates import VideoCandidates, save_candidates
     from tal_kit.viz.export import export_html
     from tal_kit.viz.figures import save_figure
 

@@ -130,7 +130,7 @@ def test_config_fusion_softmax_is_applied(softmax, thumos_cls_scores, rc3d_predi
     (true) or the vectors as they are (false, ActionFormer); on the real score file the two give other scores."""
     from tal_kit.config import load_config
     from tal_kit.data.annotations import load_annotations
-    from tal_kit.infer import to_detections
+    from tal_kit.evaluation.protocol import to_detections
 
     with pytest.warns(UserWarning):
         names = load_annotations(thumos_json).label_names

@@ -261,7 +261,7 @@ class _ListDataset:
     ("anet", 384, [200, 384, 96, 800, 768, 11, 383, 150, 290, 40]),  # stretched position embedding beyond 384
 ])
 def test_batched_evaluation_equals_one_video_at_a_time(preset, max_seq_len, lengths):
-    from tal_kit.infer import predict
+    from tal_kit.inference.predict import predict
 
     # pre_nms_topk above the candidate count: which of two near-equal scores makes a top-k cut is float noise
     cfg = load_config(preset, [f"dataset.max_seq_len={max_seq_len}", "test_cfg.pre_nms_topk=100000"])

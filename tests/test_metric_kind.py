@@ -80,7 +80,8 @@ def test_metrics_json_of_a_class_agnostic_evaluation(tmp_path):
     from tal_kit.data.annotations import VideoRecord
     from tal_kit.detections import Detections
     from tal_kit.evaluate import evaluate_detections
-    from tal_kit.infer import Evaluation, format_metrics_line, write_evaluation
+    from tal_kit.evaluation.protocol import format_metrics_line
+    from tal_kit.infer import Evaluation, write_evaluation
 
     gt = [VideoRecord("a", "validation", 100.0, 15.0, np.array([[0.0, 10.0]]), np.array([0]))]
     detections = Detections(np.array(["a"]), np.array([0.0]), np.array([10.0]), np.array([0]), np.array([0.9]))

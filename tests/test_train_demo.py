@@ -57,7 +57,8 @@ def test_candidates_and_metrics_are_consistent(trained, tiny_demo):  # noqa: F81
     from tal_kit.data.annotations import load_annotations
     from tal_kit.detections import Detections
     from tal_kit.evaluate import evaluate_detections
-    from tal_kit.viz.candidates import detections_from_candidates, load_candidates, nms_settings
+    from tal_kit.inference.candidates import load_candidates
+    from tal_kit.inference.nms import detections_from_candidates, nms_settings
 
     _, run_dir = trained
     cfg = load_config("demo", TINY_OVERRIDES)

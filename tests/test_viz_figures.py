@@ -7,9 +7,10 @@ import pytest
 from tal_kit.data.annotations import VideoRecord
 from tal_kit.detections import Detections
 from tal_kit.evaluate import evaluate_detections
+from tal_kit.evaluation.detad import false_positive_analysis, sensitivity_analysis
 from tal_kit.viz import (
-    ap_vs_tiou_figure, duration_histograms_figure, false_positive_analysis, false_positive_figure,
-    per_class_ap_figure, pr_curves_figure, save_report_figures, sensitivity_analysis, sensitivity_figure,
+    ap_vs_tiou_figure, duration_histograms_figure, false_positive_figure, per_class_ap_figure, pr_curves_figure,
+    save_report_figures, sensitivity_figure,
 )
 
 LABELS = ["jump", "run", "swim", "unused"]

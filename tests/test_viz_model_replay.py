@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from tal_kit.config import load_config
-from tal_kit.viz import apply_nms, collect_candidates, load_candidates, nms_settings, save_candidates
+from tal_kit.inference.candidates import load_candidates, save_candidates
+from tal_kit.inference.nms import apply_nms, nms_settings
+from tal_kit.inference.predict import predict
 
 SMALL_MODEL = ["dataset.max_seq_len=128", "model.embd_dim=32", "model.fpn_dim=32", "model.head_dim=32",
                "model.n_mha_win_size=3", "loader.num_workers=0"]
@@ -33,7 +35,8 @@ def test_replayed_nms_equals_the_model_postprocess(small_demo, tmp_path, overrid
     torch.manual_seed(0)
     model = ActionFormer(cfg).eval()
     dataset = TALDataset(cfg, small_demo, is_training=False)
-    cache = collect_candidates(model, dataset)
+    model.compact_padding = False  # one video at a time at upstream's padding, as the expected side below
+    cache = predict(model, dataset, cfg, keep_candidates=True, progress=False, batch_size=1).candidates
     cache = load_candidates(save_candidates(tmp_path / "candidates.npz", cache))  # through the file format too
     assert list(cache) == dataset.video_ids
     settings = nms_settings(cfg.test_cfg)

@@ -8,9 +8,10 @@ import pytest
 
 from tal_kit.data.annotations import VideoRecord
 from tal_kit.detections import Detections
+from tal_kit.inference.candidates import VideoCandidates, load_candidates, save_candidates, synthetic_candidates
+from tal_kit.inference.nms import apply_nms, nms_settings
 from tal_kit.viz import (
-    Track, VideoCandidates, apply_nms, class_score_track, explorer, export_html, feature_energy_track,
-    load_candidates, nms_settings, save_candidates, synthetic_candidates, timeline, video_detections,
+    Track, class_score_track, explorer, export_html, feature_energy_track, timeline, video_detections,
 )
 from tal_kit.viz.timeline import pack_lanes
 
@@ -178,7 +179,7 @@ def test_synthetic_candidates_cluster_around_actions():
     cand = cache["vid"]
     assert len(cand) == 15
     # Every copy overlaps the action it was made from, with that action's label.
-    from tal_kit.viz.error_analysis import pairwise_tiou
+    from tal_kit.evaluation.detad import pairwise_tiou
 
     tiou = pairwise_tiou(cand.segments, GT.segments)
     assert (tiou.argmax(axis=1) == np.repeat([0, 1, 2], 5)).all()

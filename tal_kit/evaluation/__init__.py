@@ -6,6 +6,9 @@
 * :mod:`~tal_kit.evaluation.matching` — tIoU, the tie rule, the vectorised greedy matching.
 * :mod:`~tal_kit.evaluation.metrics` — AP, mAP, PR curves, recall at k x #GT, :func:`evaluate_detections`.
 * :mod:`~tal_kit.evaluation.fusion` — external video-level class scores (SPEC §B.3).
+* :mod:`~tal_kit.evaluation.protocol` — a run's protocol: which ground truth, the filters, fusion from the config,
+  the metrics.json schema.
+* :mod:`~tal_kit.evaluation.detad` — DETAD's error analysis (false-positive classes, sensitivity, mAP_N).
 * :mod:`~tal_kit.evaluation.cli` — ``python -m tal_kit evaluate``.
 """
 from tal_kit.evaluation.fusion import FusionError, fuse_scores, load_class_scores

@@ -249,25 +249,32 @@ class ActionFormer(nn.Module):
         return True
 
     @torch.no_grad()
+    def predict_candidates(self, feats: Tensor, mask: Tensor) -> list[dict[str, Tensor]]:
+        """Pre-NMS candidates, on the CPU, of every video of a padded batch (the batch's device): the forward pass
+        in eval mode and each video's decoding (SPEC §D.11 step 1). The one per-batch step of inference
+        (`tal_kit.inference.predict` pads the batch to an exact length; see `inference_length`)."""
+        was_training = self.training
+        self.eval()
+        try:
+            output = self(feats, mask)
+            return [{key: value.detach().cpu() for key, value in self.candidates(output, row).items()}
+                    for row in range(feats.shape[0])]
+        finally:
+            self.train(was_training)
+
+    @torch.no_grad()
     def predict(self, batch: Mapping[str, Any]) -> list[dict]:
-        """Detections for a collated batch: forward in eval mode, decode, NMS, seconds (SPEC §D.11).
+        """Detections for one collated batch: `predict_candidates` then `postprocess` (NMS, seconds; SPEC §D.11),
+        the two steps `tal_kit.inference.predict.predict` runs over a whole split.
 
         Returns per video {"video_id", "segments" [N, 2] seconds, "scores" [N], "labels" [N]} on the CPU.
         The batch is re-padded to `inference_length` of its longest video; use batch size 1 for upstream's numbers
         (a shorter video batched with a longer one gets more padding than upstream would give it).
         """
-        was_training = self.training
-        self.eval()
-        try:
-            feats, mask = batch["feats"], batch["mask"]
-            num_steps = int(mask.sum(dim=1).max())
-            feats, mask = _fit_length(feats, mask, self.inference_length(num_steps))
-            device = next(self.parameters()).device
-            output = self(feats.to(device), mask.to(device))
-            candidates = [self.candidates(output, index) for index in range(feats.shape[0])]
-        finally:
-            self.train(was_training)
-        return postprocess(candidates, batch, self.test_cfg)
+        feats, mask = batch["feats"], batch["mask"]
+        feats, mask = _fit_length(feats, mask, self.inference_length(int(mask.sum(dim=1).max())))
+        device = next(self.parameters()).device
+        return postprocess(self.predict_candidates(feats.to(device), mask.to(device)), batch, self.test_cfg)
 
 
 def _fit_length(feats: Tensor, mask: Tensor, length: int) -> tuple[Tensor, Tensor]:

@@ -1,12 +1,15 @@
 """From candidates to detections (SPEC §D.11 steps 2-4): NMS (tal_kit.ops), feature grid -> seconds, clipping."""
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import torch
 from torch import Tensor
 
 from ..ops import nms_videos, params_from_test_cfg
+
+if TYPE_CHECKING:
+    from tal_kit.config import TestConfig
 
 
 def grid_to_seconds(segments: Tensor, feat_stride: float, num_frames: float, fps: float) -> Tensor:
@@ -16,7 +19,8 @@ def grid_to_seconds(segments: Tensor, feat_stride: float, num_frames: float, fps
 
 
 @torch.no_grad()
-def postprocess(candidates: Sequence[Mapping[str, Tensor]], batch: Mapping[str, Any], test_cfg: Any) -> list[dict]:
+def postprocess(candidates: Sequence[Mapping[str, Tensor]], batch: Mapping[str, Any],
+                test_cfg: TestConfig) -> list[dict]:
     """NMS per video (all videos in one call), conversion to seconds and clipping to [0, duration].
 
     candidates: per video {"segments" [M, 2] grid units, "scores", "labels"} (`ActionFormer.candidates`);

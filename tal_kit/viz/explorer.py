@@ -1,6 +1,6 @@
 """An ipywidgets panel around :func:`timeline`: pick a video and a class, move thresholds, change NMS, see it.
 
-With cached pre-NMS candidates (:mod:`tal_kit.viz.candidates`) the NMS controls (method, Gaussian sigma, IoU
+With cached pre-NMS candidates (:mod:`tal_kit.inference.candidates`) the NMS controls (method, Gaussian sigma, IoU
 threshold, detections kept per video) re-run post-processing through ``tal_kit.ops`` on every change, without the
 model. With a finished ``Detections`` table only, the NMS controls are disabled and the panel shows that table.
 """
@@ -13,8 +13,9 @@ import numpy as np
 from IPython import get_ipython
 from IPython.display import clear_output, display
 
-from tal_kit.viz.candidates import VideoCandidates, apply_nms, nms_settings
-from tal_kit.viz.timeline import Track, VideoDetections, timeline, video_detections
+from tal_kit.inference.candidates import VideoCandidates, VideoDetections
+from tal_kit.inference.nms import apply_nms, nms_settings
+from tal_kit.viz.timeline import Track, timeline, video_detections
 
 __all__ = ["Explorer", "explorer"]
 

@@ -14,7 +14,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from tal_kit.atomic import atomic_path
-from tal_kit.viz.error_analysis import ERROR_TYPE_NAMES, FalsePositiveAnalysis, SensitivityAnalysis
+from tal_kit.evaluation.detad import ERROR_TYPE_NAMES, FalsePositiveAnalysis, SensitivityAnalysis
 
 if TYPE_CHECKING:
     from tal_kit.data.annotations import VideoRecord

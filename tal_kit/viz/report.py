@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from tal_kit.viz.error_analysis import (FalsePositiveAnalysis, SensitivityAnalysis, false_positive_analysis,
-                                        length_bins_for, sensitivity_analysis)
+from tal_kit.evaluation.detad import (FalsePositiveAnalysis, SensitivityAnalysis, false_positive_analysis,
+                                     length_bins_for, sensitivity_analysis)
+from tal_kit.evaluation.protocol import DEDUP_GT, score
 from tal_kit.viz.export import export_html
 from tal_kit.viz.figures import save_report_figures
 from tal_kit.viz.timeline import timeline
@@ -42,11 +43,7 @@ def run_timelines(run: RunOutputs, videos: Sequence[str], *, tiou_threshold: flo
 
 def analyse_run(run: RunOutputs, cfg: Config, *, tiou_threshold: float = 0.5) -> RunAnalysis:
     """Evaluate the run's detections with the published protocol and run DETAD's analyses at ``tiou_threshold``."""
-    from tal_kit.evaluation.metrics import evaluate_detections
-    from tal_kit.infer import DEDUP_GT, UNKNOWN_LABELS  # the evaluation protocol's choices (issue 10: -> evaluation)
-
-    result = evaluate_detections(run.ground_truth, run.detections, cfg.dataset.tiou_thresholds,
-                                 label_names=run.label_names, dedup_gt=DEDUP_GT, unknown_labels=UNKNOWN_LABELS)
+    result = score(run.detections, run.ground_truth, run.label_names, cfg)
     false_positives = false_positive_analysis(run.ground_truth, run.detections, [tiou_threshold], dedup_gt=DEDUP_GT)
     bins = length_bins_for(cfg.dataset_name)
     sensitivities = tuple(sensitivity_analysis(run.ground_truth, run.detections, [tiou_threshold],

@@ -6,19 +6,26 @@ A run folder (``runs/<preset>/`` by default) holds, once a model has been evalua
     pre_nms_candidates.npz   every video's candidates before NMS (for replaying NMS in the explorer)
 
 When neither exists (no run yet, or a test), detector-like candidates are synthesised from the ground truth
-(:func:`tal_kit.viz.candidates.synthetic_candidates`) and NMS is applied to them, so every view still works; the
+(:func:`tal_kit.inference.candidates.synthetic_candidates`) and NMS is applied to them, so every view still works; the
 ``source`` field says which case holds, and the notebook prints it.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
+from tal_kit.data.dataset import TALDataset
 from tal_kit.data.grid import FeatureGrid
-from tal_kit.viz.candidates import VideoCandidates, detections_from_candidates, load_candidates, nms_settings, \
-    synthetic_candidates
+from tal_kit.detections import Detections
+from tal_kit.evaluation.protocol import ground_truth_for
+from tal_kit.inference.candidates import VideoCandidates, load_candidates, synthetic_candidates
+from tal_kit.inference.nms import detections_from_candidates, nms_settings
 from tal_kit.viz.timeline import Track, feature_energy_track
+
+if TYPE_CHECKING:
+    from tal_kit.config import Config
+    from tal_kit.data.annotations import VideoRecord
 
 __all__ = ["DETECTIONS_FILE", "CANDIDATES_FILE", "RunOutputs", "load_run_outputs", "feature_tracks"]
 
@@ -30,13 +37,13 @@ CANDIDATES_FILE = "pre_nms_candidates.npz"
 class RunOutputs:
     """Ground truth of the evaluated split, the detections to look at, and (when available) pre-NMS candidates."""
 
-    ground_truth: list[Any]  # VideoRecord of each evaluated video
+    ground_truth: list[VideoRecord]  # each evaluated video's
     label_names: list[str]
-    detections: Any  # tal_kit.detections.Detections
-    candidates: Optional[dict[str, VideoCandidates]]
+    detections: Detections
+    candidates: dict[str, VideoCandidates] | None
     source: str  # one sentence: where the detections come from
 
-    def record(self, video_id: str) -> Any:
+    def record(self, video_id: str) -> VideoRecord:
         for record in self.ground_truth:
             if record.video_id == video_id:
                 return record
@@ -55,12 +62,9 @@ class RunOutputs:
         return [self.ground_truth[i].video_id for i in ranked[:count]]
 
 
-def load_run_outputs(cfg: Any, data_root: Any, run_dir: Any, *, split: Optional[Sequence[str]] = None,
-                     seed: int = 0) -> RunOutputs:
+def load_run_outputs(cfg: Config, data_root: str | Path | None, run_dir: str | Path, *,
+                     split: Sequence[str] | None = None, seed: int = 0) -> RunOutputs:
     """Read ``run_dir``'s detections and candidates for ``cfg``'s evaluation split (see the module docstring)."""
-    from tal_kit.detections import Detections
-    from tal_kit.infer import ground_truth_for
-
     split = list(split or cfg.val_split)
     ground_truth, label_names = ground_truth_for(cfg, data_root, split)
     run_dir = Path(run_dir)
@@ -88,11 +92,9 @@ def load_run_outputs(cfg: Any, data_root: Any, run_dir: Any, *, split: Optional[
     return RunOutputs(ground_truth, list(label_names), detections, candidates, source)
 
 
-def feature_tracks(cfg: Any, data_root: Any, split: Optional[Sequence[str]] = None
-                   ) -> Optional[Callable[[str], Optional[Track]]]:
+def feature_tracks(cfg: Config, data_root: str | Path | None, split: Sequence[str] | None = None
+                   ) -> Callable[[str], Track | None] | None:
     """A function video id -> feature-energy :class:`Track` (read lazily), or None when the features are missing."""
-    from tal_kit.data.dataset import TALDataset
-
     try:
         dataset = TALDataset(cfg, data_root, split=list(split or cfg.val_split), is_training=False)
     except (OSError, ValueError) as err:  # FeatureError / AnnotationError are ValueErrors
@@ -100,7 +102,7 @@ def feature_tracks(cfg: Any, data_root: Any, split: Optional[Sequence[str]] = No
         return None
     index = {video_id: i for i, video_id in enumerate(dataset.video_ids)}
 
-    def track(video_id: str) -> Optional[Track]:
+    def track(video_id: str) -> Track | None:
         if video_id not in index:
             return None
         item = dataset[index[video_id]]

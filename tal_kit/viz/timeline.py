@@ -16,30 +16,16 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from tal_kit.viz.error_analysis import ERROR_TYPE_NAMES, match_video
+from tal_kit.evaluation.detad import ERROR_TYPE_NAMES, match_video
+from tal_kit.inference.candidates import VideoDetections
 
-__all__ = ["Track", "VideoDetections", "timeline", "video_detections", "feature_energy_track", "class_score_track",
+__all__ = ["Track", "timeline", "video_detections", "feature_energy_track", "class_score_track",
            "pack_lanes"]
 
 GT_COLOUR = "#4a4a4a"
 TP_OUTLINE = "#1a9850"
 FP_OUTLINE = "#d73027"
 SCORE_COLOURSCALE = "Viridis"
-
-
-@dataclass(frozen=True)
-class VideoDetections:
-    """One video's detections as plain arrays: ``segments`` [N, 2] seconds, ``scores`` [N], ``labels`` [N]."""
-
-    segments: np.ndarray
-    scores: np.ndarray
-    labels: np.ndarray
-
-    def __len__(self) -> int:
-        return int(self.scores.shape[0])
-
-    def take(self, index: np.ndarray) -> "VideoDetections":
-        return VideoDetections(self.segments[index], self.scores[index], self.labels[index])
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import pytest
 
 from tal_kit.data.annotations import VideoRecord
 from tal_kit.detections import Detections
-from tal_kit.viz.error_analysis import (
+from tal_kit.evaluation.detad import (
     BACKGROUND, CONFUSION, DOUBLE_DETECTION, LOCALIZATION, TRUE_POSITIVE, WRONG_LABEL, _bin_index,
     classify_false_positives, false_positive_analysis, match_table, normalized_average_precision, pairwise_tiou,
     sensitivity_analysis,

@@ -1,4 +1,5 @@
-"""Why detections fail: DETAD's false-positive breakdown and sensitivity to action length.
+"""Why detections fail: DETAD's false-positive breakdown and sensitivity to action length (the numbers; the
+figures are ``tal_kit.viz.figures``).
 
 Follows DETAD (Alwassel, Caba Heilbron, Escorcia, Ghanem, "Diagnosing Error in Temporal Action Detectors",
 ECCV 2018). Each detection is first matched exactly as the ActivityNet evaluator does (per class, greedy by
@@ -31,9 +32,18 @@ THUMOS-14 XS (0, 3], S (3, 6], M (6, 12], L (12, 18], XL > 18 s; ActivityNet XS 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
+
+from tal_kit.detections import Detections
+from tal_kit.evaluation.ground_truth import GroundTruth
+from tal_kit.evaluation.matching import segment_tiou
+from tal_kit.evaluation.metrics import interpolated_average_precision, match_detections
+
+if TYPE_CHECKING:
+    from tal_kit.data.annotations import VideoRecord
+    from tal_kit.inference.candidates import VideoDetections
 
 __all__ = [
     "TRUE_POSITIVE", "DOUBLE_DETECTION", "WRONG_LABEL", "LOCALIZATION", "CONFUSION", "BACKGROUND",
@@ -61,15 +71,13 @@ def length_bins_for(dataset_name: str) -> str:
 def pairwise_tiou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Temporal IoU of every segment in ``a`` [N, 2] with every segment in ``b`` [M, 2] -> [N, M].
 
-    The evaluator's definition: intersection clipped at 0 over len_a + len_b - intersection, no epsilon; two
-    zero-length segments have tIoU 0.
+    The evaluator's tIoU (`tal_kit.evaluation.matching.segment_tiou`), except where the union is 0 (two zero-length
+    segments): DETAD counts 0 there, where the evaluator's NaN would rank first.
     """
     a = np.asarray(a, np.float64).reshape(-1, 2)
     b = np.asarray(b, np.float64).reshape(-1, 2)
-    inter = np.clip(np.minimum(a[:, None, 1], b[None, :, 1]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
-    union = (a[:, 1] - a[:, 0])[:, None] + (b[:, 1] - b[:, 0])[None, :] - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+    tiou = segment_tiou(a[:, None, 0], a[:, None, 1], b[None, :, 0], b[None, :, 1])
+    return np.where(np.isnan(tiou), 0.0, tiou) + 0.0  # + 0.0: no -0.0 from a reversed segment
 
 
 def classify_false_positives(det_segments: np.ndarray, det_labels: np.ndarray, is_tp: np.ndarray,
@@ -97,11 +105,9 @@ def classify_false_positives(det_segments: np.ndarray, det_labels: np.ndarray, i
 # Matching: the evaluator's greedy assignment, per detection and tIoU threshold.
 # ----------------------------------------------------------------------------------------------------------------
 
-def _matched_rows(gt: Any, detections: Any, tiou_thresholds: Sequence[float]) -> np.ndarray:
-    """The evaluator's matching (``tal_kit.evaluate.match_detections``) as ground-truth rows of ``gt`` (a
-    ``GroundTruth``): [T, N] int64, -1 for a false positive."""
-    from tal_kit.evaluate import match_detections
-
+def _matched_rows(gt: GroundTruth, detections: Detections, tiou_thresholds: Sequence[float]) -> np.ndarray:
+    """The evaluator's matching (``tal_kit.evaluation.metrics.match_detections``) as ground-truth rows of ``gt``:
+    [T, N] int64, -1 for a false positive."""
     thresholds = np.asarray(tiou_thresholds, np.float64).reshape(-1)
     if len(gt) == 0 or len(detections) == 0:  # nothing can match (the evaluator refuses empty ground truth)
         return np.full((len(thresholds), len(detections)), -1, np.int64)
@@ -131,13 +137,13 @@ class VideoMatch:
     def is_tp(self) -> np.ndarray:
         return self.matched_gt >= 0
 
-    def take(self, index: np.ndarray) -> "VideoMatch":
+    def take(self, index: np.ndarray) -> VideoMatch:
         """Restrict the detection-indexed arrays to ``index`` (GT-indexed arrays are unchanged)."""
         return VideoMatch(self.matched_gt[index], self.best_tiou[index], self.error_type[index],
                           self.detection_of_gt, self.tiou_of_gt)
 
 
-def match_video(gt_segments: np.ndarray, gt_labels: np.ndarray, detections: Any, tiou_threshold: float,
+def match_video(gt_segments: np.ndarray, gt_labels: np.ndarray, detections: VideoDetections, tiou_threshold: float,
                 min_tiou: float = 0.1) -> VideoMatch:
     """Match one video's detections (``segments``/``scores``/``labels`` arrays, seconds) against its ground truth.
 
@@ -149,8 +155,6 @@ def match_video(gt_segments: np.ndarray, gt_labels: np.ndarray, detections: Any,
     labels = np.asarray(detections.labels, np.int64).reshape(-1)
     gt_segments = np.asarray(gt_segments, np.float64).reshape(-1, 2)
     gt_labels = np.asarray(gt_labels, np.int64).reshape(-1)
-    from tal_kit.detections import Detections
-    from tal_kit.evaluate import GroundTruth
 
     n, g = len(labels), len(gt_labels)
     gt = GroundTruth(np.array(["video"]), np.zeros(g, np.int64), gt_segments[:, 0], gt_segments[:, 1], gt_labels,
@@ -194,9 +198,9 @@ class MatchTable:
         return len(self.gt_labels) / max(len(self.classes), 1)
 
 
-def match_table(ground_truth: Sequence[Any], detections: Any, tiou_thresholds: Sequence[float] = (0.5,), *,
-                min_tiou: float = 0.1, limit_factor: Optional[float] = None, dedup_gt: bool | str = False
-                ) -> MatchTable:
+def match_table(ground_truth: Sequence[VideoRecord], detections: Detections,
+                tiou_thresholds: Sequence[float] = (0.5,), *, min_tiou: float = 0.1,
+                limit_factor: float | None = None, dedup_gt: bool | str = False) -> MatchTable:
     """Match a ``Detections`` table against a split's ground truth (``VideoRecord`` list) at each threshold.
 
     Detections of videos absent from ``ground_truth`` are background false positives (the evaluator counts them
@@ -204,7 +208,6 @@ def match_table(ground_truth: Sequence[Any], detections: Any, tiou_thresholds: S
     (DETAD analyses the top 10 G_c); detections of classes without ground truth are then dropped. ``dedup_gt``
     selects the ground-truth filter as in ``evaluate_detections``.
     """
-    from tal_kit.evaluate import GroundTruth
 
     records = list(ground_truth)
     gt = GroundTruth.from_records(records, dedup_gt)
@@ -252,7 +255,7 @@ def match_table(ground_truth: Sequence[Any], detections: Any, tiou_thresholds: S
 # ----------------------------------------------------------------------------------------------------------------
 
 def normalized_average_precision(is_tp_in_score_order: np.ndarray, num_positives: int,
-                                 average_num_instances: Optional[float] = None) -> float:
+                                 average_num_instances: float | None = None) -> float:
     """AP of one class from its detections' true/false-positive flags in descending score order.
 
     With ``average_num_instances`` (N̄) this is DETAD's AP_N: precision = R·N̄ / (R·N̄ + FP), R the recall;
@@ -267,7 +270,6 @@ def normalized_average_precision(is_tp_in_score_order: np.ndarray, num_positives
     recall = tp / num_positives
     scale = num_positives if average_num_instances is None else average_num_instances
     precision = recall * scale / (recall * scale + fp)
-    from tal_kit.evaluate import interpolated_average_precision
 
     return float(interpolated_average_precision(precision[None, :], recall[None, :])[0])
 
@@ -311,12 +313,14 @@ class FalsePositiveAnalysis:
         return ERROR_TYPE_NAMES
 
 
-def false_positive_analysis(ground_truth: Sequence[Any], detections: Any, tiou_thresholds: Sequence[float] = (0.5,),
-                            *, min_tiou: float = 0.1, num_groups: int = 10, dedup_gt: bool | str = False
+def false_positive_analysis(ground_truth: Sequence[VideoRecord], detections: Detections,
+                            tiou_thresholds: Sequence[float] = (0.5,), *, min_tiou: float = 0.1,
+                            num_groups: int = 10, dedup_gt: bool | str = False
                             ) -> FalsePositiveAnalysis:
     """DETAD's false-positive profile and error-removal impact (see the module docstring).
 
-    ``dedup_gt``: the ground-truth filter of ``evaluate_detections`` (use the run's, e.g. ``tal_kit.infer.DEDUP_GT``).
+    ``dedup_gt``: the ground-truth filter of ``evaluate_detections`` (use the run's,
+    ``tal_kit.evaluation.protocol.DEDUP_GT``).
     """
     table = match_table(ground_truth, detections, tiou_thresholds, min_tiou=min_tiou, limit_factor=num_groups,
                         dedup_gt=dedup_gt)
@@ -369,8 +373,9 @@ def _bin_index(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return index
 
 
-def sensitivity_analysis(ground_truth: Sequence[Any], detections: Any, tiou_thresholds: Sequence[float] = (0.5,), *,
-                         characteristic: str = "length", bins: str | Sequence[float] = "thumos",
+def sensitivity_analysis(ground_truth: Sequence[VideoRecord], detections: Detections,
+                         tiou_thresholds: Sequence[float] = (0.5,), *, characteristic: str = "length",
+                         bins: str | Sequence[float] = "thumos",
                          bin_names: Sequence[str] = BIN_NAMES, dedup_gt: bool | str = False) -> SensitivityAnalysis:
     """DETAD's sensitivity of average mAP_N to a ground-truth characteristic ("length" or "coverage").
 

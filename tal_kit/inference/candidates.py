@@ -2,27 +2,29 @@
 
 The model's inference is: decode every feature step into candidate segments (grid units), then NMS, then
 seconds = (grid · feat_stride + 0.5 · num_frames) / fps, clipped to [0, duration] (SPEC §D.11). Only the first
-step needs the network; caching its output lets the explorer show what NMS does in milliseconds.
+step needs the network; caching its output lets the explorer show what NMS does in milliseconds
+(:mod:`tal_kit.inference.nms` replays it).
 
-Candidates come from a trained model (:func:`collect_candidates`), from a file written earlier
-(:func:`save_candidates` / :func:`load_candidates`, one ``.npz``), or — for demos and tests without a run — from
-ground truth (:func:`synthetic_candidates`): clusters of jittered copies around each action, some with the wrong
-class, plus background, roughly what a detector emits before NMS.
+Candidates come from a trained model (:func:`tal_kit.inference.predict.predict` with ``keep_candidates``), from a
+file written earlier (:func:`save_candidates` / :func:`load_candidates`, one ``.npz``), or — for demos and tests
+without a run — from ground truth (:func:`synthetic_candidates`): clusters of jittered copies around each action,
+some with the wrong class, plus background, roughly what a detector emits before NMS.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
 from tal_kit.atomic import atomic_path
 from tal_kit.data.grid import FeatureGrid
-from tal_kit.viz.timeline import VideoDetections
 
-__all__ = ["VideoCandidates", "collect_candidates", "save_candidates", "load_candidates", "synthetic_candidates",
-           "apply_nms", "detections_from_candidates", "nms_settings"]
+if TYPE_CHECKING:
+    from tal_kit.data.annotations import VideoRecord
+
+__all__ = ["VideoCandidates", "VideoDetections", "save_candidates", "load_candidates", "synthetic_candidates"]
 
 
 @dataclass(frozen=True)
@@ -46,85 +48,25 @@ class VideoCandidates:
         return FeatureGrid(self.feat_stride, self.num_frames, self.fps)
 
 
-def nms_settings(test_cfg: Any = None, **overrides: Any) -> dict:
-    """Keyword arguments of ``tal_kit.ops.batched_nms`` from a ``cfg.test_cfg`` (or defaults), with overrides."""
-    from tal_kit.ops import params_from_test_cfg
+@dataclass(frozen=True)
+class VideoDetections:
+    """One video's detections as plain arrays: ``segments`` [N, 2] seconds, ``scores`` [N], ``labels`` [N]."""
 
-    if test_cfg is None:
-        from tal_kit.config import TestConfig
+    segments: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray
 
-        test_cfg = TestConfig()
-    settings = params_from_test_cfg(test_cfg)
-    unknown = set(overrides) - set(settings)
-    if unknown:
-        raise ValueError(f"nms_settings: unknown setting(s) {sorted(unknown)}; known: {sorted(settings)}")
-    settings.update(overrides)
-    return settings
+    def __len__(self) -> int:
+        return int(self.scores.shape[0])
 
-
-def apply_nms(candidates: VideoCandidates, settings: Mapping[str, Any], backend: str = "auto") -> VideoDetections:
-    """NMS on one video's candidates, then seconds and clipping, as the model's post-processing does."""
-    import torch
-
-    from tal_kit.ops import batched_nms
-
-    segments, scores, labels = batched_nms(torch.as_tensor(candidates.segments, dtype=torch.float32),
-                                           torch.as_tensor(candidates.scores, dtype=torch.float32),
-                                           torch.as_tensor(candidates.labels, dtype=torch.int64),
-                                           backend=backend, **settings)
-    seconds = candidates.grid.grid_to_seconds(segments.double().numpy())
-    seconds = np.clip(seconds, 0.0, candidates.duration)
-    return VideoDetections(seconds.reshape(-1, 2), scores.double().numpy(), labels.numpy().astype(np.int64))
-
-
-def detections_from_candidates(candidates: Mapping[str, VideoCandidates], settings: Mapping[str, Any]) -> Any:
-    """A ``Detections`` table: :func:`apply_nms` on every video."""
-    from tal_kit.detections import Detections
-
-    outputs = []
-    for video_id, cand in candidates.items():
-        det = apply_nms(cand, settings)
-        outputs.append({"video_id": video_id, "segments": det.segments, "scores": det.scores, "labels": det.labels})
-    return Detections.from_video_dicts(outputs)
-
-
-def collect_candidates(model: Any, dataset: Any, *, device: Any = "cpu",
-                       video_ids: Optional[Iterable[str]] = None) -> dict[str, VideoCandidates]:
-    """Run ``model`` (eval mode, no grad) over ``dataset`` (a ``TALDataset``) and keep each video's candidates.
-
-    Uses ``model(feats, mask)`` and ``model.candidates(output, 0)`` (pre-NMS decoding, SPEC §D.11 step 1).
-    """
-    import torch
-
-    from tal_kit.data.dataset import collate_videos
-
-    wanted = None if video_ids is None else set(video_ids)
-    cfg = dataset.cfg
-    cache: dict[str, VideoCandidates] = {}
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            for index in range(len(dataset)):
-                if wanted is not None and dataset.videos[index].video_id not in wanted:
-                    continue
-                item = dataset[index]
-                batch = collate_videos([item], cfg.dataset.max_seq_len, cfg.max_div_factor, is_training=False)
-                output = model(batch["feats"].to(device), batch["mask"].to(device))
-                cand = model.candidates(output, 0)
-                cache[item["video_id"]] = VideoCandidates(
-                    item["video_id"], cand["segments"].float().cpu().numpy().reshape(-1, 2),
-                    cand["scores"].float().cpu().numpy(), cand["labels"].long().cpu().numpy(), float(item["fps"]),
-                    float(item["feat_stride"]), float(item["num_frames"]), float(item["duration"]))
-    finally:
-        model.train(was_training)
-    return cache
+    def take(self, index: np.ndarray) -> VideoDetections:
+        return VideoDetections(self.segments[index], self.scores[index], self.labels[index])
 
 
 _FIELDS = ("fps", "feat_stride", "num_frames", "duration")
 
 
-def save_candidates(path: Union[str, Path], candidates: Mapping[str, VideoCandidates]) -> Path:
+def save_candidates(path: str | Path, candidates: Mapping[str, VideoCandidates]) -> Path:
     """Write candidates of many videos to one ``.npz`` (rows concatenated, per-video offsets), atomically."""
     path = Path(path)
     if path.suffix != ".npz":
@@ -145,7 +87,7 @@ def save_candidates(path: Union[str, Path], candidates: Mapping[str, VideoCandid
     return path
 
 
-def load_candidates(path: Union[str, Path]) -> dict[str, VideoCandidates]:
+def load_candidates(path: str | Path) -> dict[str, VideoCandidates]:
     """Read a file written by :func:`save_candidates`; errors name the file and the missing field."""
     path = Path(path)
     if not path.exists():
@@ -167,7 +109,7 @@ def load_candidates(path: Union[str, Path]) -> dict[str, VideoCandidates]:
     return cache
 
 
-def synthetic_candidates(ground_truth: Sequence[Any], num_classes: int, *, seed: int = 0,
+def synthetic_candidates(ground_truth: Sequence[VideoRecord], num_classes: int, *, seed: int = 0,
                          copies_per_action: int = 8, wrong_label_rate: float = 0.15,
                          background_per_minute: float = 6.0, miss_rate: float = 0.1) -> dict[str, VideoCandidates]:
     """Detector-like pre-NMS candidates made from ground truth (for demos and tests when no model has run).
