@@ -195,12 +195,13 @@ LINK_JS = r"""
 """.replace("__PLAYHEAD_PX__", str(PLAYHEAD_PX))
 
 
-def video_source_html(src: str, *, element_id: str = "", mime: str | None = None, css_class: str = "tal-video"
+def video_source_html(src: str, *, element_id: str = "", mime: str | None = None, css_class: str = "tal-player"
                       ) -> str:
     """A ``<video>`` element with controls playing ``src`` (a URL or data URI)."""
     ident = f' id="{html.escape(element_id)}"' if element_id else ""
     kind = f' type="{mime}"' if mime else ""
-    return (f'<video{ident} class="{css_class}" controls preload="auto" playsinline>'
+    return (f'<video{ident} class="{css_class}" controls preload="auto" playsinline '
+            'style="width:100%;background:#000">'
             f'<source src="{html.escape(src, quote=True)}"{kind}></video>')
 
 
