@@ -18,7 +18,8 @@ from tal_kit.viz.explorer import Explorer
 from tal_kit.viz.jupyter_files import JupyterServer, files_url
 from tal_kit.viz.timeline import VideoDetections, timeline
 from tal_kit.viz.video import PLAYHEAD, LinkedVideo, write_linked_report
-from tal_kit.viz.video_frames import playability, probe_video, thumbnail_times
+from tal_kit.extraction.decode import probe_video
+from tal_kit.viz.video_frames import playability, thumbnail_times
 from tests.block_videos import decoded_frames, frame_shown_at, write_block_video
 
 pytest.importorskip("av")

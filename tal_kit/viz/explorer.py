@@ -13,6 +13,7 @@ server's /files/ route (:mod:`tal_kit.viz.jupyter_files`), which answers range r
 """
 from __future__ import annotations
 
+import html
 import itertools
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
@@ -178,15 +179,17 @@ class Explorer:
 
     def _pane_html(self, video_id: str, path: Optional[Path]) -> str:
         if path is None:
-            return f"<p class='tal-note'>no video file {video_id}.* in {self.video_root}</p>"
+            return (f"<p class='tal-note'>no video file {html.escape(video_id)}.* in "
+                    f"{html.escape(str(self.video_root))}</p>")
         problem = playability(path)
         if problem is not None:
-            return f"<p class='tal-note'>{problem}; the thumbnails under the timeline still show it.</p>"
+            return f"<p class='tal-note'>{html.escape(problem)}; the thumbnails under the timeline still show it.</p>"
         url = files_url(path, self.server) if self.server is not None else None
         if url is None:
             where = f"outside the Jupyter server's root {self.server.root_dir}" if self.server else \
                 "not under a Jupyter server this kernel knows"
-            return (f"<p class='tal-note'>{path} is {where}: the server's /files/ route cannot serve it. Start "
+            return (f"<p class='tal-note'>{html.escape(str(path))} is {html.escape(where)}: the server's /files/ route "
+                    "cannot serve it. Start "
                     "JupyterLab from a folder that contains the videos (or link them in).</p>")
         return video_source_html(url, element_id=f"tal-explorer-video-{self._uid}",
                                  mime=VIDEO_MIME.get(path.suffix.lower()))
@@ -259,7 +262,7 @@ class Explorer:
             if self._drawn:
                 clear_output(wait=True)
             display(fig)
-            if self.video_pane is not None and self.video_file(self.video.value) is not None:
+            if self.video_pane is not None and "<video" in self.video_pane.value:
                 display(self._link_script())
         self._drawn = True
 

@@ -2,9 +2,9 @@
 bar seeks the video to the bar's start, and a strip of thumbnails under the time axis shows what happens where.
 
 The linking is plain JavaScript on the page (:data:`LINK_JS`): ``timeupdate`` and, while playing,
-``requestAnimationFrame`` move the playhead (a thin layout image named ``tal-playhead``) with ``Plotly.relayout``; ``plotly_click`` on a
-bar sets ``video.currentTime`` to the bar's ``base`` (its start), on a thumbnail or a track line to its time. The
-same script links the explorer's pane in JupyterLab (:mod:`tal_kit.viz.explorer`).
+``requestAnimationFrame`` move the playhead (a thin layout image named ``tal-playhead``) with ``Plotly.relayout``;
+``plotly_click`` on a bar sets ``video.currentTime`` to the bar's ``base`` (its start), on a thumbnail or a track
+line to its time. The same script links the explorer's pane in JupyterLab (:mod:`tal_kit.viz.explorer`).
 
 :func:`write_linked_report` writes one standalone HTML file: plotly.js inlined, thumbnails as data URIs, the video
 referenced by a path relative to the HTML file (or embedded when small and asked), nothing fetched from a network.
@@ -170,10 +170,15 @@ LINK_JS = r"""
     gd.on('plotly_click', onClick);
     gd.on('plotly_relayout', onZoom);
     video._talUnlink = function () {
-      ['timeupdate', 'seeked', 'loadedmetadata', 'pause'].forEach(function (e) { video.removeEventListener(e, onTime); });
+      ['timeupdate', 'seeked', 'loadedmetadata', 'pause'].forEach(function (e) {
+        video.removeEventListener(e, onTime);
+      });
       video.removeEventListener('play', onPlay);
       cancelAnimationFrame(frame);
-      if (gd.removeListener) { gd.removeListener('plotly_click', onClick); gd.removeListener('plotly_relayout', onZoom); }
+      if (gd.removeListener) {
+        gd.removeListener('plotly_click', onClick);
+        gd.removeListener('plotly_relayout', onZoom);
+      }
     };
     gd.dataset.talLinked = 'true';
     draw(true);
@@ -227,7 +232,8 @@ def _video_pane(video: LinkedVideo, index: int, page_dir: Path, proxy_dir: Path,
             return (f'<p class="tal-note">{html.escape(problem)}: the timeline and the thumbnails still work; '
                     "write_linked_report(..., make_proxies=True) writes a browser-playable copy.</p>", path)
         playable = write_browser_proxy(path, proxy_dir / f"{path.stem}.webm")
-        note = f'<p class="tal-note">{html.escape(problem)}: playing a VP8/WebM copy ({html.escape(playable.name)}).</p>'
+        note = (f'<p class="tal-note">{html.escape(problem)}: playing a VP8/WebM copy '
+                f'({html.escape(playable.name)}).</p>')
     mime = VIDEO_MIME.get(playable.suffix.lower())
     if embed_video_max_mb is not None and playable.stat().st_size <= embed_video_max_mb * 1e6:
         src = f"data:{mime};base64," + base64.b64encode(playable.read_bytes()).decode("ascii")

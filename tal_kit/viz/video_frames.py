@@ -108,8 +108,9 @@ def playability(path: str | Path) -> str | None:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in BROWSER_CODECS:
+        codecs = ", ".join(sorted(set().union(*BROWSER_CODECS.values())))
         return (f"{path.name}: browsers do not play {suffix or 'extension-less'} files "
-                f"(they play {', '.join(sorted(BROWSER_CODECS))} with {', '.join(sorted(set().union(*BROWSER_CODECS.values())))})")
+                f"(they play {', '.join(sorted(BROWSER_CODECS))} with {codecs})")
     codec = probe_video(path).codec
     if codec not in BROWSER_CODECS[suffix]:
         return (f"{path.name}: browsers do not play {codec} video in {suffix} "
