@@ -176,6 +176,11 @@ def test_explorer_video_pane_with_video_root(clip, tmp_path):
                        server=JupyterServer((root / "elsewhere").resolve(), "/"), video_id="clip")
     assert "/files/ route cannot serve it" in outside.video_pane.value
 
+    (videos / "other.webm").write_bytes(b"not a video")  # a broken file: the pane says so, the panel still works
+    broken = Explorer(_records(), label_names=LABELS, detections=_table(), video_root=videos,
+                      server=JupyterServer(root.resolve(), "/"), video_id="other")
+    assert "no thumbnails" in broken.video_pane.value and len(broken.figure.data) > 0
+
     plain = Explorer(_records(), label_names=LABELS, detections=_table(), video_root="", video_id="clip")
     assert plain.video_pane is None and len(plain.figure.layout.images) == 0
 

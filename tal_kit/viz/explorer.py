@@ -23,6 +23,7 @@ import numpy as np
 from IPython import get_ipython
 from IPython.display import HTML, clear_output, display
 
+from tal_kit.extraction.decode import DecodeError
 from tal_kit.viz.candidates import VideoCandidates, apply_nms, nms_settings
 from tal_kit.viz.jupyter_files import JupyterServer, current_server, files_url
 from tal_kit.viz.timeline import Track, VideoDetections, timeline, video_detections
@@ -181,7 +182,10 @@ class Explorer:
         if path is None:
             return (f"<p class='tal-note'>no video file {html.escape(video_id)}.* in "
                     f"{html.escape(str(self.video_root))}</p>")
-        problem = playability(path)
+        try:
+            problem = playability(path)
+        except DecodeError as err:
+            return f"<p class='tal-note'>{html.escape(str(err))}</p>"
         if problem is not None:
             return f"<p class='tal-note'>{html.escape(problem)}; the thumbnails under the timeline still show it.</p>"
         url = files_url(path, self.server) if self.server is not None else None
@@ -201,7 +205,11 @@ class Explorer:
 
     def _video_thumbnails(self, video_id: str, path: Path, duration: float) -> list[Thumbnail]:
         if video_id not in self._thumbnails:
-            self._thumbnails[video_id] = thumbnails(path, thumbnail_times(duration, self.num_thumbnails))
+            try:
+                self._thumbnails[video_id] = thumbnails(path, thumbnail_times(duration, self.num_thumbnails))
+            except DecodeError as err:  # a broken file must not take the panel down: no strip, the reason shown
+                self._thumbnails[video_id] = []
+                self.video_pane.value += f"<p class='tal-note'>no thumbnails: {html.escape(str(err))}</p>"
         return self._thumbnails[video_id]
 
     def _link_script(self) -> HTML:
