@@ -3,7 +3,9 @@
 1. A timeline exported to standalone HTML is opened with the network cut off: the plot must render with one SVG
    bar per ground-truth segment and per detection, show hover text, and zoom on a drag.
 2. JupyterLab is started on loopback with notebooks/06_visualization.ipynb; the notebook is run from the Run menu;
-   the explorer panel must render its widgets and plot, and moving the score slider must redraw the plot.
+   the explorer panel must render its widgets and plot, and moving the score slider must redraw the plot. With
+   ``video_root`` (synthetic WebM files under the server's root), the video pane plays beside the timeline and a
+   click on a bar seeks the video to the bar's start.
 
 Screenshots go to ``runs/screenshots/`` (override with ``TAL_KIT_SCREENSHOT_DIR``). The tests skip with the reason
 when no Chromium or playwright is available (``tests/setup_browser.sh`` installs Chromium with apt-get).
@@ -228,6 +230,39 @@ class JupyterLab:
 
 EXPLORER = ".tal-explorer"
 PLOT_BARS = f"{EXPLORER} .tal-figure .js-plotly-plot .cartesianlayer .barlayer .point path"
+VIDEO_FPS = 10
+
+
+def _write_demo_videos(data_root: Path, folder: Path) -> None:
+    """A small VP8/WebM file per evaluation video of the demo dataset, as long as the annotations say."""
+    from tests.block_videos import write_block_video
+
+    folder.mkdir(parents=True)
+    database = json.loads((data_root / "annotations.json").read_text())["database"]
+    for video_id, entry in database.items():
+        if str(entry.get("subset", "")).lower().startswith("test"):
+            write_block_video(folder / f"{video_id}.webm", float(entry["duration"]), fps=VIDEO_FPS, height=48,
+                              width=80)
+
+
+def _click_first_bar_and_check_the_seek(page) -> float:
+    """Click the first detection bar of the explorer's plot; the pane's video must seek to the bar's start."""
+    video = f"{EXPLORER} .tal-video-pane video"
+    page.wait_for_function(f"""() => document.querySelector('{EXPLORER} .tal-figure .js-plotly-plot')
+                                   ?.dataset.talLinked === 'true'""", timeout=60_000)
+    page.wait_for_function(f"document.querySelector('{video}').readyState >= 1", timeout=60_000)
+    x, y, start = page.evaluate(f"""() => {{
+        const gd = document.querySelector('{EXPLORER} .tal-figure .js-plotly-plot');
+        const names = gd._fullData.filter(t => t.type === 'bar').map(t => t.name);
+        const traces = Array.from(gd.querySelectorAll('.cartesianlayer .barlayer .trace'));
+        const trace = traces.find((t, i) => names[i] !== 'ground truth' && t.querySelector('.point path'));
+        const path = trace.querySelector('.point path'), r = path.getBoundingClientRect();
+        return [r.x + r.width / 2, r.y + r.height / 2, path.parentNode.__data__.b];
+    }}""")
+    page.mouse.click(x, y)
+    page.wait_for_function(f"t => Math.abs(document.querySelector('{video}').currentTime - t) <= {1 / VIDEO_FPS}",
+                           arg=start, timeout=20_000)
+    return start
 
 
 @pytest.mark.timeout(420)
@@ -240,8 +275,11 @@ def test_notebook_06_runs_in_jupyterlab_and_the_explorer_redraws(browser, tmp_pa
                                               max_duration=60.0))
     root = tmp_path / "lab"
     root.mkdir()
+    # Videos for the evaluation split, under the server's root (the /files/ route serves them to the pane).
+    _write_demo_videos(data_root, root / "videos")
     _prepared_notebook(root, {"data_root": str(data_root), "run_dir": str(tmp_path / "no_run"),
-                              "figure_dir": str(tmp_path / "figures"), "num_export_videos": 2})
+                              "figure_dir": str(tmp_path / "figures"), "num_export_videos": 2,
+                              "video_root": str(root / "videos")})
     lab = JupyterLab(root, tmp_path / "home")
     page = browser.new_page(viewport={"width": 1400, "height": 2000})  # tall: the whole panel fits the screenshot
     try:
@@ -288,6 +326,17 @@ def test_notebook_06_runs_in_jupyterlab_and_the_explorer_redraws(browser, tmp_pa
         assert before > 0 and "score ≥ 0.05" in status_before, status_before
         _save_screenshot(panel, "notebook06_explorer.png", tmp_path)
 
+        # The video pane: the video beside the timeline, served by /files/; a click on a bar seeks to its start
+        # and the playhead follows.
+        start = _click_first_bar_and_check_the_seek(page)
+        page.wait_for_function(f"""t => Math.abs(document.querySelector('{EXPLORER} .tal-figure .js-plotly-plot')
+                                   .layout.images.find(im => im.name === 'tal-playhead').x - t) < 1e-6""",
+                               arg=page.evaluate(f"document.querySelector('{EXPLORER} .tal-video-pane video')"
+                                                 ".currentTime"), timeout=20_000)
+        assert page.locator(f"{EXPLORER} .tal-figure .js-plotly-plot image").count() > 1  # playhead + thumbnails
+        assert start >= 0
+        _save_screenshot(panel, "notebook06_explorer_video.png", tmp_path)
+
         # Switching NMS off keeps every candidate: more bars (the raw output NMS has to clean up).
         page.locator(f"{EXPLORER} .tal-nms-method button", has_text=re.compile(r"^none$")).click()
         page.wait_for_function(f"""() => document.querySelector('{EXPLORER} .tal-status').textContent
@@ -308,6 +357,7 @@ def test_notebook_06_runs_in_jupyterlab_and_the_explorer_redraws(browser, tmp_pa
         after = page.locator(PLOT_BARS).count()
         assert 0 < after < without_nms, (before, without_nms, after)
         _save_screenshot(panel, "notebook06_explorer_after_slider.png", tmp_path)
+        _click_first_bar_and_check_the_seek(page)  # the redrawn figure is linked again
         # The notebook wrote its figures and the HTML export.
         written = sorted(p.name for p in (tmp_path / "figures").iterdir())
         assert "timelines.html" in written and "false_positive_analysis.png" in written, written

@@ -4,6 +4,8 @@
   positives at a tIoU, hover details, an optional per-step track).
 * :func:`explorer` — an ipywidgets panel around the timeline that re-runs NMS on cached pre-NMS candidates.
 * :func:`export_html` — timelines as one standalone HTML file (plotly.js inside, works offline).
+* :func:`write_linked_report` — the same with each video playing beside its timeline (playhead, click-to-seek,
+  a strip of frame thumbnails), from ``file://`` and offline.
 * figures — matplotlib: AP vs tIoU, per-class AP, PR curves, durations, DETAD false positives and sensitivity,
   an NMS sweep.
 
@@ -18,10 +20,11 @@ from tal_kit.viz.figures import (
 )
 from tal_kit.viz.nms_sweep import nms_sweep_figure, nms_sweep_markdown
 from tal_kit.viz.timeline import Track, class_score_track, feature_energy_track, timeline, video_detections
+from tal_kit.viz.video import LinkedVideo, write_linked_report
 
 __all__ = [
     "timeline", "Track", "video_detections", "class_score_track", "feature_energy_track",
-    "export_html", "explorer", "Explorer",
+    "export_html", "write_linked_report", "LinkedVideo", "explorer", "Explorer",
     "ap_vs_tiou_figure", "per_class_ap_figure", "pr_curves_figure", "duration_histograms_figure",
     "false_positive_figure", "sensitivity_figure", "save_figure", "save_report_figures",
     "nms_sweep_figure", "nms_sweep_markdown",

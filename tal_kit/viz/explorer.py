@@ -3,19 +3,33 @@
 With cached pre-NMS candidates (:mod:`tal_kit.inference.candidates`) the NMS controls (method, Gaussian sigma, IoU
 threshold, detections kept per video) re-run post-processing through ``tal_kit.ops`` on every change, without the
 model. With a finished ``Detections`` table only, the NMS controls are disabled and the panel shows that table.
+
+With ``video_root`` (the folder holding ``<video_id>.<ext>``), the selected video plays beside the timeline in
+JupyterLab, linked as in :mod:`tal_kit.viz.video`: a playhead follows it, a click on a bar seeks to the bar's start,
+thumbnails run under the time axis. The video pane is an ``ipywidgets.HTML`` holding a ``<video>`` (ipywidgets'
+own ``Video`` widget does not expose ``currentTime``; anywidget is not installed here); the linking script is
+displayed, as trusted HTML, next to the figure in the panel's ``Output``, and the video is fetched from the Jupyter
+server's /files/ route (:mod:`tal_kit.viz.jupyter_files`), which answers range requests, so seeking works offline.
 """
 from __future__ import annotations
 
+import html
+import itertools
+from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import ipywidgets as widgets
 import numpy as np
 from IPython import get_ipython
-from IPython.display import clear_output, display
+from IPython.display import HTML, clear_output, display
 
+from tal_kit.extraction.decode import DecodeError
 from tal_kit.inference.candidates import VideoCandidates, VideoDetections
 from tal_kit.inference.nms import apply_nms, nms_settings
+from tal_kit.viz.jupyter_files import JupyterServer, current_server, files_url
 from tal_kit.viz.timeline import Track, timeline, video_detections
+from tal_kit.viz.video import LINK_JS, VIDEO_MIME, link_figure, video_source_html
+from tal_kit.viz.video_frames import VIDEO_EXTENSIONS, Thumbnail, playability, thumbnail_times, thumbnails
 
 __all__ = ["Explorer", "explorer"]
 
@@ -34,7 +48,9 @@ class Explorer:
                  candidates: Optional[Mapping[str, VideoCandidates]] = None, detections: Any = None,
                  test_cfg: Any = None, tiou_threshold: float = 0.5, score_threshold: float = 0.05,
                  tracks: Union[None, Mapping[str, Track], Callable[[str], Optional[Track]]] = None,
-                 video_id: Optional[str] = None, max_detections: int = 200):
+                 video_id: Optional[str] = None, max_detections: int = 200,
+                 video_root: str | Path | None = None, server: JupyterServer | None = None,
+                 num_thumbnails: int = 16):
         if candidates is None and detections is None:
             raise ValueError("explorer: give pre-NMS candidates, a Detections table, or both")
         records = list(ground_truth.values()) if isinstance(ground_truth, Mapping) else list(ground_truth)
@@ -47,6 +63,14 @@ class Explorer:
         self.figure = None
         self._drawn = False
         self._nms_cache: dict[tuple, VideoDetections] = {}
+        # The linked video pane ("" or None: no pane, the timeline alone as before).
+        self.video_root = Path(video_root) if video_root else None
+        self.server = server
+        self.num_thumbnails = num_thumbnails
+        self._thumbnails: dict[str, list[Thumbnail]] = {}
+        self._pane_video: Optional[str] = None
+        self._uid = f"{id(self):x}"
+        self._draws = itertools.count()
         defaults = nms_settings(test_cfg)
         self._fixed_settings = {k: v for k, v in defaults.items()
                                 if k not in ("method", "sigma", "iou_threshold", "max_seg_num")}
@@ -92,10 +116,19 @@ class Explorer:
         nms_box = widgets.VBox([self.nms_method, widgets.HBox([self.sigma, self.iou_threshold]), self.max_seg_num])
         if self.candidates is None:
             nms_box.children += (widgets.HTML("<i>NMS controls need pre-NMS candidates (none cached)</i>"),)
+        self.video_pane: Optional[widgets.HTML] = None
+        view: widgets.Widget = self.output
+        if self.video_root is not None:
+            if self.server is None:
+                self.server = current_server()
+            self.video_pane = widgets.HTML(layout=widgets.Layout(width="340px", min_width="340px"))
+            self.video_pane.add_class("tal-video-pane")
+            self.output.layout = widgets.Layout(flex="1 1 auto", min_width="0")
+            view = widgets.HBox([self.video_pane, self.output], layout=widgets.Layout(width="100%"))
         self.panel = widgets.VBox([
             widgets.HBox([self.video, self.class_filter]),
             widgets.HBox([self.score_threshold, self.tiou_threshold]),
-            nms_box, self.status, self.output,
+            nms_box, self.status, view,
         ])
         self.panel.add_class("tal-explorer")
         for control in self._controls().values():
@@ -135,6 +168,62 @@ class Explorer:
             return self.tracks(video_id)
         return self.tracks.get(video_id)
 
+    # ---- the video pane --------------------------------------------------------------------------------------
+    def video_file(self, video_id: str) -> Optional[Path]:
+        """``video_root/<video_id>.<ext>`` for the first common video extension that exists (None without one)."""
+        if self.video_root is None:
+            return None
+        for ext in VIDEO_EXTENSIONS:
+            for candidate in (self.video_root / f"{video_id}{ext}", self.video_root / f"{video_id}{ext.upper()}"):
+                if candidate.is_file():
+                    return candidate
+        return None
+
+    def _pane_html(self, video_id: str, path: Optional[Path]) -> str:
+        if path is None:
+            return (f"<p class='tal-note'>no video file {html.escape(video_id)}.* in "
+                    f"{html.escape(str(self.video_root))}</p>")
+        try:
+            problem = playability(path)
+        except DecodeError as err:
+            return f"<p class='tal-note'>{html.escape(str(err))}</p>"
+        if problem is not None:
+            return f"<p class='tal-note'>{html.escape(problem)}; the thumbnails under the timeline still show it.</p>"
+        url = files_url(path, self.server) if self.server is not None else None
+        if url is None:
+            where = f"outside the Jupyter server's root {self.server.root_dir}" if self.server else \
+                "not under a Jupyter server this kernel knows"
+            return (f"<p class='tal-note'>{html.escape(str(path))} is {html.escape(where)}: the server's /files/ route "
+                    "cannot serve it. Start "
+                    "JupyterLab from a folder that contains the videos (or link them in).</p>")
+        return video_source_html(url, element_id=f"tal-explorer-video-{self._uid}",
+                                 mime=VIDEO_MIME.get(path.suffix.lower()))
+
+    def _update_pane(self, video_id: str, path: Optional[Path]) -> None:
+        if self.video_pane is not None and self._pane_video != video_id:
+            self.video_pane.value = self._pane_html(video_id, path)
+            self._pane_video = video_id
+
+    def _video_thumbnails(self, video_id: str, path: Path, duration: float) -> list[Thumbnail]:
+        if video_id not in self._thumbnails:
+            try:
+                self._thumbnails[video_id] = thumbnails(path, thumbnail_times(duration, self.num_thumbnails))
+            except DecodeError as err:  # a broken file must not take the panel down: no strip, the reason shown
+                self._thumbnails[video_id] = []
+                self.video_pane.value += f"<p class='tal-note'>no thumbnails: {html.escape(str(err))}</p>"
+        return self._thumbnails[video_id]
+
+    def _link_script(self) -> HTML:
+        """The linking script for the figure just displayed (it waits for plotly to draw it, then links)."""
+        marker = f"tal-link-{self._uid}-{next(self._draws)}"
+        return HTML(f'<div id="{marker}" class="tal-link-marker"></div><script>{LINK_JS}\n'
+                    "window.talLinkWhenReady(function () {\n"
+                    f"  var marker = document.getElementById('{marker}');\n"
+                    "  var panel = marker && marker.closest('.tal-explorer');\n"
+                    "  return panel && [panel.querySelector('.tal-video-pane video'),\n"
+                    "                   panel.querySelector('.tal-figure .js-plotly-plot')];\n"
+                    "});</script>")
+
     # ---- drawing ---------------------------------------------------------------------------------------------
     def _sync_enabled(self) -> None:
         if self.candidates is None:
@@ -155,6 +244,11 @@ class Explorer:
                                tiou_threshold=float(self.tiou_threshold.value),
                                score_threshold=float(self.score_threshold.value), classes=classes,
                                max_detections=self.max_detections, track=self._track(video_id))
+        path = self.video_file(video_id)
+        self._update_pane(video_id, path)
+        if path is not None:
+            link_figure(self.figure, float(record.duration),
+                        self._video_thumbnails(video_id, path, float(record.duration)))
         meta = self.figure.layout.meta
         if self.candidates is None:
             source = f"{len(det)} detections"
@@ -177,6 +271,8 @@ class Explorer:
             if self._drawn:
                 clear_output(wait=True)
             display(fig)
+            if self.video_pane is not None and "<video" in self.video_pane.value:
+                display(self._link_script())
         self._drawn = True
 
     def _on_change(self, change: dict) -> None:
@@ -191,5 +287,6 @@ def explorer(ground_truth: Union[Sequence[Any], Mapping[str, Any]], *, label_nam
              candidates: Optional[Mapping[str, VideoCandidates]] = None, detections: Any = None, **kwargs: Any
              ) -> Explorer:
     """An interactive panel (see :class:`Explorer`): video picker, class filter, score and tIoU sliders, and NMS
-    method / sigma / IoU / top-k controls that re-run NMS on cached ``candidates``."""
+    method / sigma / IoU / top-k controls that re-run NMS on cached ``candidates``; with ``video_root`` the video
+    plays beside the timeline, linked to it."""
     return Explorer(ground_truth, label_names=label_names, candidates=candidates, detections=detections, **kwargs)
