@@ -24,7 +24,7 @@ USER_ERRORS: tuple[tuple[str, str], ...] = (
     ("tal_kit.evaluation.fusion", "FusionError"),
     ("tal_kit.training.checkpoint", "CheckpointError"),
     ("tal_kit.training.lock", "RunLockedError"),
-    ("tal_kit.training.distributed", "DeviceError"),
+    ("tal_kit.runtime", "DeviceError"),
     ("yaml", "YAMLError"),
 )
 

@@ -21,8 +21,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from tal_kit.training.checkpoint import CHECKPOINT_FORMAT, CheckpointError, load_state_strict, read_checkpoint_file
-from tal_kit.training.distributed import DistContext, gather_objects, resolve_device
-from tal_kit.training.files import write_json_atomic
+from tal_kit.runtime import DistContext, gather_objects, resolve_device
+from tal_kit.atomic import write_json_atomic
 
 # The evaluator's ground-truth filter and unknown-label policy, as in InternVideo's ActionFormer fork (SPEC §F.1):
 # duplicate ground-truth segments are dropped, a predicted class without ground truth adds no false positives.

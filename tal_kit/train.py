@@ -34,9 +34,8 @@ from torch.utils.data.distributed import DistributedSampler
 
 from tal_kit.training import (CheckpointError, LoopSettings, Trainer, make_optimizer, make_scheduler,
                               seed_everything)
-from tal_kit.training.distributed import DistContext, barrier, broadcast_object, init_distributed, shutdown
-from tal_kit.training.files import write_json_atomic
-from tal_kit.training.files import remove_stale_temporaries
+from tal_kit.runtime import DistContext, barrier, broadcast_object, init_distributed, shutdown
+from tal_kit.atomic import remove_stale_temporaries, write_json_atomic
 from tal_kit.training.lock import RunLock, describe_holder
 from tal_kit.training.loop import TrainCallback
 

@@ -25,9 +25,9 @@ from tqdm.auto import tqdm
 
 from .checkpoint import (CheckpointError, check_resume_compatible, load_checkpoint, load_state_strict,
                          save_checkpoint)
-from .distributed import DistContext, gather_objects
+from tal_kit.runtime import DistContext, gather_objects
 from .ema import ModelEMA, unwrap
-from .files import atomic_path, write_json_atomic, write_text_atomic
+from tal_kit.atomic import atomic_path, write_json_atomic, write_text_atomic
 from .seeding import capture_rng_state, restore_rng_state
 
 # evaluate_fn(ema_model, epoch) -> {"average_mAP": float, "mAP": [...], "tiou_thresholds": [...], ...} on rank 0,
