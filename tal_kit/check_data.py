@@ -59,10 +59,12 @@ class DataReport:
 
 def expected_length(cfg: Any, duration: float, fps: float) -> Optional[int]:
     """Clips a sliding-window extractor yields for a video on this preset's grid (None for fixed-length features)."""
+    from tal_kit.data.grid import FeatureGrid
+
     d = cfg.dataset
     if d.feat_stride <= 0:
         return None
-    return max(int((duration * fps - d.num_frames) // d.feat_stride) + 1, 1)
+    return FeatureGrid(d.feat_stride, d.num_frames, fps).num_clips(duration)
 
 
 def check_data(config: str, data_root: str | Path, overrides: Optional[list[str]] = None,

@@ -94,6 +94,8 @@ class ModelConfig:
     head_kernel_size: int = 3
     head_num_layers: int = 3
     head_with_ln: bool = True
+    # Accepted (and range-checked) so that upstream YAMLs load, but unused: upstream sizes a fixed buffer of points
+    # (max_seq_len x this factor); tal_kit makes the points for the lengths at hand (tal_kit.model.points).
     max_buffer_len_factor: float = 6.0
     use_abs_pe: bool = False
     use_rel_pe: bool = False
@@ -112,7 +114,15 @@ class ModelConfig:
 
     @property
     def level_strides(self) -> list[int]:
+        """Stride of each pyramid level in input steps: ``scale_factor ** level``."""
         return [self.scale_factor ** level for level in range(self.num_levels)]
+
+    @property
+    def max_div_factor(self) -> int:
+        """The length every padded input must be divisible by (SPEC §D.1.7): max over levels of stride x 2h
+        (local attention's chunks of a level with window w = 2h + 1), or the stride for global attention."""
+        return max(stride * (window // 2) * 2 if window > 1 else stride
+                   for stride, window in zip(self.level_strides, self.window_sizes))
 
 
 @dataclass
@@ -168,6 +178,7 @@ class OptConfig:
 
     @property
     def total_epochs(self) -> int:
+        """Epochs trained in all: ``epochs`` plus ``warmup_epochs`` when warmup is on (THUMOS: 45 + 5 = 50)."""
         return self.epochs + (self.warmup_epochs if self.warmup else 0)
 
 
@@ -202,11 +213,8 @@ class Config:
 
     @property
     def max_div_factor(self) -> int:
-        """The length every padded input must be divisible by (SPEC §D.1.7): max over levels of stride x 2h."""
-        factors = []
-        for stride, window in zip(self.model.level_strides, self.model.window_sizes):
-            factors.append(stride * (window // 2) * 2 if window > 1 else stride)
-        return max(factors)
+        """``model.max_div_factor``: the length every padded input must be divisible by."""
+        return self.model.max_div_factor
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

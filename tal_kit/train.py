@@ -29,8 +29,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-from torch.utils.data import DataLoader
-from torch.utils.data.distributed import DistributedSampler
 
 from tal_kit.training import (CheckpointError, LoopSettings, Trainer, make_optimizer, make_scheduler,
                               seed_everything)
@@ -70,30 +68,6 @@ def default_figures_dir(cfg: Any, run_dir: str | Path | None = None) -> Path:
     return figures_dir_for(cfg, run_dir)
 
 
-def build_train_loader(dataset: Any, cfg: Any, ctx: DistContext,
-                       generator: torch.Generator) -> tuple[DataLoader, DistributedSampler | None]:
-    """Shuffled batches of training crops; with several processes a DistributedSampler splits each epoch.
-
-    Workers are started afresh every epoch (no persistent workers): their seeds then derive from the loader's
-    generator, whose state is checkpointed, so a resumed run draws exactly the same crops.
-    """
-    from tal_kit.data.dataset import seed_worker, training_collate
-
-    if cfg.loader.batch_size % ctx.world_size:
-        raise ValueError(f"loader.batch_size ({cfg.loader.batch_size}) is the global batch and must be divisible "
-                         f"by the {ctx.world_size} training processes")
-    sampler = None
-    if ctx.is_distributed:
-        sampler = DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
-                                     seed=cfg.init_rand_seed, drop_last=True)
-    loader = DataLoader(dataset, batch_size=cfg.loader.batch_size // ctx.world_size, shuffle=sampler is None,
-                        sampler=sampler, drop_last=True, num_workers=cfg.loader.num_workers,
-                        collate_fn=training_collate(cfg),
-                        worker_init_fn=seed_worker, generator=generator,
-                        pin_memory=ctx.device.type == "cuda")
-    return loader, sampler
-
-
 def make_evaluate_fn(cfg: Any, data_root: Any, ctx: DistContext, progress: bool = True):
     """evaluate_fn(ema_model, epoch) for the Trainer: mAP of the EMA model on ``cfg.val_split`` (None when that
     split has no ground truth to score against)."""
@@ -121,7 +95,7 @@ def build_trainer(cfg: Any, *, data_root: Any = None, run_dir: str | Path | None
                   progress: bool = True) -> Trainer:
     """Seed everything, then build dataset, loader, model (DDP-wrapped with several processes), optimizer,
     schedule and the per-epoch evaluation; the returned Trainer is ready to ``fit()`` (or ``resume()`` first)."""
-    from tal_kit.data.dataset import TALDataset
+    from tal_kit.data.dataset import TALDataset, build_train_loader
     from tal_kit.model import ActionFormer
 
     ctx = ctx or init_distributed("auto")

@@ -54,6 +54,12 @@ class FeatureGrid:
         """Fractional grid position -> seconds (the inverse of :meth:`seconds_to_grid`)."""
         return (grid * self.feat_stride + 0.5 * self.num_frames) / self.fps
 
+    def num_clips(self, duration: float) -> int:
+        """Clips a sliding-window extractor yields over ``duration`` seconds: one per ``feat_stride`` frames while a
+        whole clip of ``num_frames`` fits, ``floor((duration * fps - num_frames) / feat_stride) + 1``, and at least
+        one (a video shorter than a clip still gets a feature)."""
+        return max(int((duration * self.fps - self.num_frames) // self.feat_stride) + 1, 1)
+
     def clip_centres(self, num_features: int) -> np.ndarray:
         """Time (s) of each feature's grid point, the centre of the clip it was computed from."""
         return self.grid_to_seconds(np.arange(num_features, dtype=np.float64))

@@ -9,7 +9,7 @@
 from .actionformer import ActionFormer, ModelOutput
 from .checkpoint import (CheckpointMismatchError, convert_actionformer_state_dict, load_actionformer_checkpoint,
                          read_state_dict)
-from .postprocess import grid_to_seconds, postprocess
+from .postprocess import postprocess
 
 __all__ = ["ActionFormer", "ModelOutput", "load_actionformer_checkpoint", "convert_actionformer_state_dict",
-           "read_state_dict", "CheckpointMismatchError", "postprocess", "grid_to_seconds"]
+           "read_state_dict", "CheckpointMismatchError", "postprocess"]
