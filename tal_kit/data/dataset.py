@@ -107,7 +107,7 @@ class TALDataset(Dataset):
         ``dataset.num_classes``.
     """
 
-    def __init__(self, cfg: Any, data_root: str | Path | None = None, split: Sequence[str] | None = None,
+    def __init__(self, cfg: Config, data_root: str | Path | None = None, split: Sequence[str] | None = None,
                  is_training: bool = False, annotations: AnnotationDB | None = None):
         from tal_kit.config import resolve_path
 
@@ -262,7 +262,7 @@ def collate_videos(items: Sequence[dict], max_seq_len: int, max_div_factor: int,
             "feat_stride": [it["feat_stride"] for it in items], "num_frames": [it["num_frames"] for it in items]}
 
 
-def training_collate(cfg: Any) -> functools.partial:
+def training_collate(cfg: Config) -> functools.partial:
     """The collate function of training batches for ``cfg``: length-aware (padded to what the batch needs), or
     padded to max_seq_len as the reference does when ``trainer.pad_to_max_seq_len`` is set. Both give the same
     losses and gradients; the second computes every padded step."""

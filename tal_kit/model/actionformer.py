@@ -16,6 +16,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
+from ..config import Config
 from ..data.dataset import padded_length
 from .assignment import assign_targets
 from .backbone import ConvTransformerBackbone
@@ -60,7 +61,7 @@ class ActionFormer(nn.Module):
     as the result requires instead of to max_seq_len (see `inference_length`).
     """
 
-    def __init__(self, cfg: Any):
+    def __init__(self, cfg: Config):
         super().__init__()
         data, arch, train, test = cfg.dataset, cfg.model, cfg.train_cfg, cfg.test_cfg
         if arch.backbone_type != "convTransformer":

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import threading
 import warnings
-from typing import Any, Callable, Optional
+from pathlib import Path
+from typing import Any, Callable
 
 import torch
 
@@ -65,7 +66,7 @@ def _run(backend: str, device: torch.device) -> Kernel:
     return kernel
 
 
-def first_difference(candidate: Kernel, reference: Kernel) -> Optional[str]:
+def first_difference(candidate: Kernel, reference: Kernel) -> str | None:
     """None when ``candidate`` gives the reference's detections on the fixed batch, else what differs first."""
     segments, scores, labels, offsets = fixed_batch()
     for settings in SETTINGS:
@@ -83,8 +84,8 @@ def first_difference(candidate: Kernel, reference: Kernel) -> Optional[str]:
     return None
 
 
-def cuda_kernels_ok(device: torch.device, build: Any = None,
-                    candidate: Optional[Kernel] = None, reference: Optional[Kernel] = None) -> bool:
+def cuda_kernels_ok(device: torch.device, build: str | Path | None = None,
+                    candidate: Kernel | None = None, reference: Kernel | None = None) -> bool:
     """True when the CUDA kernels agree with the CPU path on ``device`` (checked once per device and build).
 
     ``build`` identifies the loaded extension (its build folder); ``candidate``/``reference`` replace the CUDA

@@ -20,6 +20,8 @@ from typing import Any, Sequence
 import torch
 from torch.optim.lr_scheduler import LRScheduler
 
+from tal_kit.config import OptConfig
+
 
 def learning_rate_at(step: int, *, base_lr: float, warmup_steps: int, total_steps: int,
                      schedule_type: str = "cosine", eta_min: float = 1e-8, milestones: Sequence[int] = (),
@@ -71,7 +73,7 @@ class IterationSchedule(LRScheduler):
         return [self.lr_at(self.last_epoch, base_lr) for base_lr in self.base_lrs]
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, opt_cfg: Any, iters_per_epoch: int) -> IterationSchedule:
+def make_scheduler(optimizer: torch.optim.Optimizer, opt_cfg: OptConfig, iters_per_epoch: int) -> IterationSchedule:
     """The schedule of ``cfg.opt`` for ``iters_per_epoch`` iterations per epoch (``len(train_loader)``).
 
     Training lasts ``opt_cfg.total_epochs`` epochs: ``epochs``, plus ``warmup_epochs`` when ``opt.warmup`` is on.

@@ -6,15 +6,16 @@ model. With a finished ``Detections`` table only, the NMS controls are disabled 
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Mapping, Sequence
 
 import ipywidgets as widgets
 import numpy as np
 from IPython import get_ipython
 from IPython.display import clear_output, display
 
+from tal_kit.config import TestConfig
 from tal_kit.viz.candidates import VideoCandidates, apply_nms, nms_settings
-from tal_kit.viz.timeline import Track, VideoDetections, timeline, video_detections
+from tal_kit.viz.timeline import DetectionsLike, Track, VideoDetections, timeline, video_detections
 
 __all__ = ["Explorer", "explorer"]
 
@@ -29,11 +30,11 @@ class Explorer:
     ``max_seg_num``), ``figure`` (the plotly figure last drawn) and :meth:`current_detections`.
     """
 
-    def __init__(self, ground_truth: Union[Sequence[Any], Mapping[str, Any]], *, label_names: Sequence[str],
-                 candidates: Optional[Mapping[str, VideoCandidates]] = None, detections: Any = None,
-                 test_cfg: Any = None, tiou_threshold: float = 0.5, score_threshold: float = 0.05,
-                 tracks: Union[None, Mapping[str, Track], Callable[[str], Optional[Track]]] = None,
-                 video_id: Optional[str] = None, max_detections: int = 200):
+    def __init__(self, ground_truth: Sequence[Any] | Mapping[str, Any], *, label_names: Sequence[str],
+                 candidates: Mapping[str, VideoCandidates] | None = None, detections: DetectionsLike | None = None,
+                 test_cfg: TestConfig | None = None, tiou_threshold: float = 0.5, score_threshold: float = 0.05,
+                 tracks: Mapping[str, Track] | Callable[[str], Track | None] | None = None,
+                 video_id: str | None = None, max_detections: int = 200):
         if candidates is None and detections is None:
             raise ValueError("explorer: give pre-NMS candidates, a Detections table, or both")
         records = list(ground_truth.values()) if isinstance(ground_truth, Mapping) else list(ground_truth)
@@ -127,7 +128,7 @@ class Explorer:
             self._nms_cache[key] = apply_nms(self.candidates[video_id], settings)
         return self._nms_cache[key]
 
-    def _track(self, video_id: str) -> Optional[Track]:
+    def _track(self, video_id: str) -> Track | None:
         if self.tracks is None:
             return None
         if callable(self.tracks):
@@ -186,9 +187,9 @@ class Explorer:
         display(self.panel)
 
 
-def explorer(ground_truth: Union[Sequence[Any], Mapping[str, Any]], *, label_names: Sequence[str],
-             candidates: Optional[Mapping[str, VideoCandidates]] = None, detections: Any = None, **kwargs: Any
-             ) -> Explorer:
+def explorer(ground_truth: Sequence[Any] | Mapping[str, Any], *, label_names: Sequence[str],
+             candidates: Mapping[str, VideoCandidates] | None = None, detections: DetectionsLike | None = None,
+             **kwargs: Any) -> Explorer:
     """An interactive panel (see :class:`Explorer`): video picker, class filter, score and tIoU sliders, and NMS
     method / sigma / IoU / top-k controls that re-run NMS on cached ``candidates``."""
     return Explorer(ground_truth, label_names=label_names, candidates=candidates, detections=detections, **kwargs)
