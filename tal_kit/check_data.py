@@ -62,10 +62,12 @@ class DataReport:
 
 def expected_length(cfg: Config, duration: float, fps: float) -> int | None:
     """Clips a sliding-window extractor yields for a video on this preset's grid (None for fixed-length features)."""
+    from tal_kit.data.grid import FeatureGrid
+
     d = cfg.dataset
     if d.feat_stride <= 0:
         return None
-    return max(int((duration * fps - d.num_frames) // d.feat_stride) + 1, 1)
+    return FeatureGrid(d.feat_stride, d.num_frames, fps).num_clips(duration)
 
 
 def check_data(config: str, data_root: str | Path, overrides: list[str] | None = None,

@@ -40,7 +40,7 @@ USER_ERRORS: tuple[tuple[str, str], ...] = (
     ("tal_kit.model.checkpoint", "CheckpointMismatchError"),
     ("tal_kit.training.checkpoint", "CheckpointError"),
     ("tal_kit.training.lock", "RunLockedError"),
-    ("tal_kit.training.distributed", "DeviceError"),
+    ("tal_kit.runtime", "DeviceError"),
     ("tal_kit.extraction.checkpoints", "CheckpointError"),
     ("tal_kit.extraction.runner", "ExtractionError"),
     ("tal_kit.compare_features", "CompareError"),

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union, get_args, get_origin, get_type_hints
@@ -40,18 +41,18 @@ class DatasetConfig:
     feat_folder: str = "features"  # folder of per-video features fed to the model, relative to data_root
     # InternVideo resamples its MAE features onto the grid of another feature set (I3D for THUMOS, TSP for ANet):
     # when set, each video's length on that folder's files defines the grid (SPEC §A.4, §C.3).
-    reference_feat_folder: Optional[str] = None
+    reference_feat_folder: str | None = None
     file_prefix: str = ""  # e.g. "v_" for ActivityNet-style file names
     file_ext: str = ".npy"  # .npy .npz .pt .pkl .csv
     num_classes: int = 97
     input_dim: int = 2304
     feat_stride: float = 16  # frames between consecutive features; <= 0 means fixed-length features
     num_frames: float = 32  # frames per clip (a feature describes the clip centred on its grid point)
-    default_fps: Optional[float] = None  # None: read fps from the annotation JSON
+    default_fps: float | None = None  # None: read fps from the annotation JSON
     downsample_rate: int = 1
     max_seq_len: int = 2304
     trunc_thresh: float = 0.5
-    crop_ratio: Optional[list[float]] = None
+    crop_ratio: list[float] | None = None
     force_upsampling: bool = False
     # Fixed-length grids: the fork sets num_frames = feat_stride * num_frames (an 8-cell shift for FineAction),
     # upstream HEAD sets num_frames = feat_stride. SPEC §C.3 [ambiguous].
@@ -84,7 +85,7 @@ class ModelConfig:
     regression_range: list[list[float]] = field(
         default_factory=lambda: [[0, 4], [4, 8], [8, 16], [16, 32], [32, 64], [64, 10000]])
     n_head: int = 4
-    n_mha_win_size: Union[int, list[int]] = -1  # one window for every level, or one per level; <= 1 is global
+    n_mha_win_size: int | list[int] = -1  # one window for every level, or one per level; <= 1 is global
     embd_kernel_size: int = 3
     embd_dim: int = 512
     embd_with_ln: bool = True
@@ -94,6 +95,8 @@ class ModelConfig:
     head_kernel_size: int = 3
     head_num_layers: int = 3
     head_with_ln: bool = True
+    # Accepted (and range-checked) so that upstream YAMLs load, but unused: upstream sizes a fixed buffer of points
+    # (max_seq_len x this factor); tal_kit makes the points for the lengths at hand (tal_kit.model.points).
     max_buffer_len_factor: float = 6.0
     use_abs_pe: bool = False
     use_rel_pe: bool = False
@@ -112,7 +115,15 @@ class ModelConfig:
 
     @property
     def level_strides(self) -> list[int]:
+        """Stride of each pyramid level in input steps: ``scale_factor ** level``."""
         return [self.scale_factor ** level for level in range(self.num_levels)]
+
+    @property
+    def max_div_factor(self) -> int:
+        """The length every padded input must be divisible by (SPEC §D.1.7): max over levels of stride x 2h
+        (local attention's chunks of a level with window w = 2h + 1), or the stride for global attention."""
+        return max(stride * (window // 2) * 2 if window > 1 else stride
+                   for stride, window in zip(self.level_strides, self.window_sizes))
 
 
 @dataclass
@@ -145,7 +156,7 @@ class TestConfig:
     multiclass_nms: bool = True
     voting_thresh: float = 0.75
     voting_weight: str = "score"  # "score" (fork, InternVideo) | "score_iou" (AF HEAD)
-    ext_score_file: Optional[str] = None  # video-level class scores for fusion (SPEC §B.3), relative to data_root
+    ext_score_file: str | None = None  # video-level class scores for fusion (SPEC §B.3), relative to data_root
     fusion_topk: int = 2
     fusion_num_pred: int = 200
     # InternVideo softmaxes a score vector with any value outside [0, 1]; upstream uses the scores as they are.
@@ -168,6 +179,7 @@ class OptConfig:
 
     @property
     def total_epochs(self) -> int:
+        """Epochs trained in all: ``epochs`` plus ``warmup_epochs`` when warmup is on (THUMOS: 45 + 5 = 50)."""
         return self.epochs + (self.warmup_epochs if self.warmup else 0)
 
 
@@ -202,11 +214,8 @@ class Config:
 
     @property
     def max_div_factor(self) -> int:
-        """The length every padded input must be divisible by (SPEC §D.1.7): max over levels of stride x 2h."""
-        factors = []
-        for stride, window in zip(self.model.level_strides, self.model.window_sizes):
-            factors.append(stride * (window // 2) * 2 if window > 1 else stride)
-        return max(factors)
+        """``model.max_div_factor``: the length every padded input must be divisible by."""
+        return self.model.max_div_factor
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -306,7 +315,7 @@ def _unknown_key_error(source: str, section: str, key: str, known: list[str]) ->
 def _coerce(value: Any, hint: Any, source: str, where: str) -> Any:
     """Check a YAML value against a field's type, converting the harmless cases (int -> float, tuple -> list)."""
     origin = get_origin(hint)
-    if origin is Union:
+    if origin is Union or origin is types.UnionType:  # Optional[X] or X | None
         options = get_args(hint)
         if value is None and type(None) in options:
             return None

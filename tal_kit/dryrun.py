@@ -29,6 +29,7 @@ from tal_kit.atomic import atomic_path, write_text_atomic
 from tal_kit.cli import UsageError, add_common_options
 from tal_kit.config import Config, load_config, resolve_path
 from tal_kit.data.features import feature_path, write_feature_file
+from tal_kit.data.grid import FeatureGrid
 from tal_kit.evaluation.metric_kind import SYNTHETIC_MARKER
 
 # What a dry run passes to every notebook (besides reproduce's --quick overrides).
@@ -75,8 +76,7 @@ def _grid_length(cfg: Config, duration: float, fps: float) -> int:
     d = cfg.dataset
     if d.feat_stride <= 0:
         return 100  # FineAction's fineaction_i3d_100 features: 100 steps per video
-    frames = duration * fps
-    return max(int((frames - d.num_frames) // d.feat_stride) + 1, 4)
+    return max(FeatureGrid(d.feat_stride, d.num_frames, fps).num_clips(duration), 4)
 
 
 def synthetic_features(length: int, dim: int, segments_steps: list[tuple[float, float, int]],
@@ -128,7 +128,7 @@ def make_dryrun_data(config: str, out_dir: str | Path, annotation_file: str | Pa
         for ann in entry["annotations"]:
             label = ann.get("label_id", label_ids.setdefault(ann["label"], len(label_ids)))
             if d.feat_stride > 0:
-                to_grid = lambda t: (t * fps - 0.5 * d.num_frames) / d.feat_stride  # SPEC §C.3
+                to_grid = FeatureGrid(d.feat_stride, d.num_frames, fps).seconds_to_grid  # SPEC §C.3
             else:
                 to_grid = lambda t: t * length / duration
             steps.append((to_grid(ann["segment"][0]), to_grid(ann["segment"][1]), int(label)))

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from tal_kit.config import ConfigError, load_config, resolve_path
-from tal_kit.training.files import write_json_atomic
+from tal_kit.atomic import write_json_atomic
 
 REPO_ID = "OpenGVLab/VideoMAEv2-TAL-Features"
 REPO_TYPE = "dataset"

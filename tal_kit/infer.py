@@ -26,8 +26,8 @@ from tal_kit.inference.candidates import VideoCandidates, save_candidates
 from tal_kit.inference.nms import nms_sweep
 from tal_kit.inference.predict import predict
 from tal_kit.model import ActionFormer, load_actionformer_checkpoint
+from tal_kit.runtime import DistContext, resolve_device
 from tal_kit.training.checkpoint import CHECKPOINT_FORMAT, CheckpointError, load_state_strict, read_checkpoint_file
-from tal_kit.training.distributed import DistContext, resolve_device
 
 if TYPE_CHECKING:
     from tal_kit.data.annotations import VideoRecord

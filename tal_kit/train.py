@@ -27,49 +27,19 @@ import sys
 import warnings
 from contextlib import nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
-from torch.utils.data import DataLoader
-from torch.utils.data.distributed import DistributedSampler
 
+from tal_kit.atomic import remove_stale_temporaries, write_json_atomic
 from tal_kit.config import Config, ConfigError, resolve_config, run_paths
+from tal_kit.runtime import DistContext, barrier, broadcast_object, init_distributed, shutdown
 from tal_kit.training import (CheckpointError, LoopSettings, Trainer, make_optimizer, make_scheduler,
                               seed_everything)
-from tal_kit.training.distributed import DistContext, barrier, broadcast_object, init_distributed, shutdown
-from tal_kit.training.files import write_json_atomic
-from tal_kit.training.files import remove_stale_temporaries
 from tal_kit.training.lock import RunLock, describe_holder
 from tal_kit.training.loop import TrainCallback
 
-if TYPE_CHECKING:
-    from torch.utils.data import Dataset
-
 REPORT_CHOICES = ("last", "best")
-
-
-def build_train_loader(dataset: Dataset, cfg: Config, ctx: DistContext,
-                       generator: torch.Generator) -> tuple[DataLoader, DistributedSampler | None]:
-    """Shuffled batches of training crops; with several processes a DistributedSampler splits each epoch.
-
-    Workers are started afresh every epoch (no persistent workers): their seeds then derive from the loader's
-    generator, whose state is checkpointed, so a resumed run draws exactly the same crops.
-    """
-    from tal_kit.data.dataset import seed_worker, training_collate
-
-    if cfg.loader.batch_size % ctx.world_size:
-        raise ConfigError(f"loader.batch_size ({cfg.loader.batch_size}) is the global batch and must be divisible "
-                          f"by the {ctx.world_size} training processes")
-    sampler = None
-    if ctx.is_distributed:
-        sampler = DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
-                                     seed=cfg.init_rand_seed, drop_last=True)
-    loader = DataLoader(dataset, batch_size=cfg.loader.batch_size // ctx.world_size, shuffle=sampler is None,
-                        sampler=sampler, drop_last=True, num_workers=cfg.loader.num_workers,
-                        collate_fn=training_collate(cfg),
-                        worker_init_fn=seed_worker, generator=generator,
-                        pin_memory=ctx.device.type == "cuda")
-    return loader, sampler
 
 
 def make_evaluate_fn(cfg: Config, data_root: str | Path | None, ctx: DistContext, progress: bool = True
@@ -101,7 +71,7 @@ def build_trainer(cfg: Config, *, data_root: str | Path | None = None, run_dir: 
                   progress: bool = True) -> Trainer:
     """Seed everything, then build dataset, loader, model (DDP-wrapped with several processes), optimizer,
     schedule and the per-epoch evaluation; the returned Trainer is ready to ``fit()`` (or ``resume()`` first)."""
-    from tal_kit.data.dataset import TALDataset
+    from tal_kit.data.dataset import TALDataset, build_train_loader
     from tal_kit.model import ActionFormer
 
     ctx = ctx or init_distributed("auto")

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from tal_kit.training import checkpoint as ckpt
-from tal_kit.training.files import atomic_open, write_json_atomic
+from tal_kit.atomic import atomic_open, write_json_atomic
 from tal_kit.training.seeding import capture_rng_state, restore_rng_state, seed_everything
 
 

@@ -12,9 +12,10 @@ import torch
 
 from tal_kit.config import load_config
 from tal_kit.data.annotations import AnnotationError
-from tal_kit.data.dataset import (MissingFeaturesWarning, TALDataset, build_dataloader, collate_videos,
+from tal_kit.data.dataset import (MissingFeaturesWarning, TALDataset, build_train_loader, collate_videos,
                                   padded_length, truncate_video)
 from tal_kit.data.features import FeatureError
+from tal_kit.runtime import DistContext
 from tests import oracle
 
 
@@ -268,7 +269,9 @@ def test_dataloader_seeded_crops(tmp_path):
         random.seed(seed)
         out = []
         for _ in range(3):
-            for batch in build_dataloader(ds, cfg, is_training=True, seed=seed):
+            loader, sampler = build_train_loader(ds, cfg, DistContext(), torch.Generator().manual_seed(seed))
+            assert sampler is None  # one process: the loader shuffles with its generator
+            for batch in loader:
                 longest, stride = int(batch["mask"].sum(1).max()), cfg.model.level_strides[-1]
                 assert batch["feats"].shape == (2, 4, min(256, (-(-longest // stride) + 1) * stride))  # length-aware
                 out.append((tuple(batch["video_ids"]), tuple(batch["mask"].sum(1).tolist())))
@@ -278,8 +281,8 @@ def test_dataloader_seeded_crops(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert crops(3, 1) == crops(3, 1)  # worker seeded from the loader's generator
-    evaluation = build_dataloader(TALDataset(cfg, root, is_training=False), cfg, is_training=False)
-    assert [b["video_ids"] for b in evaluation] == [["e1"], ["e2"]]
+    evaluation = TALDataset(cfg, root, is_training=False)
+    assert [evaluation[i]["video_id"] for i in range(len(evaluation))] == ["e1", "e2"]  # whole videos, in order
 
 
 def test_fixed_length_items_and_resampling_example(tmp_path):

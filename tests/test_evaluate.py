@@ -33,6 +33,16 @@ def test_segment_tiou_by_hand():
     assert np.isnan(got[3])
 
 
+def test_segment_tiou_pairwise_and_zero_union_by_hand():
+    # broadcast to every pair; DETAD's rule: two zero-length segments do not overlap (0, not NaN)
+    a = np.array([[0.0, 10.0], [3.0, 3.0]])
+    b = np.array([[5.0, 15.0], [3.0, 3.0]])
+    got = segment_tiou(a[:, None, 0], a[:, None, 1], b[None, :, 0], b[None, :, 1], zero_union=0.0)
+    np.testing.assert_allclose(got, [[1 / 3, 0.0], [0.0, 0.0]])
+    official = segment_tiou(a[:, None, 0], a[:, None, 1], b[None, :, 0], b[None, :, 1])
+    assert np.isnan(official[1, 1]) and official[0, 0] == pytest.approx(1 / 3)
+
+
 def test_interpolated_ap_by_hand():
     # precision [0, 1/2, 2/3], recall [0, 1/2, 1]: envelope after recall 0 is 2/3 -> AP = 1/2*2/3 + 1/2*2/3 = 2/3
     ap = interpolated_average_precision(np.array([[0.0, 0.5, 2 / 3]]), np.array([[0.0, 0.5, 1.0]]))

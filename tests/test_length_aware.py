@@ -175,7 +175,7 @@ def test_training_trajectory_is_the_same(tiny_demo, tmp_path):  # noqa: F811
     losses and the final weights agree within float tolerance, padded to max_seq_len or not."""
     from tal_kit.data.dataset import TALDataset
     from tal_kit.train import build_trainer
-    from tal_kit.training.distributed import DistContext
+    from tal_kit.runtime import DistContext
 
     base = ["dataset.max_seq_len=512", "model.embd_dim=32", "model.fpn_dim=32", "model.head_dim=32",
             "model.n_mha_win_size=3", "loader.batch_size=4", "loader.num_workers=0", "opt.epochs=1",

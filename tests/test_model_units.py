@@ -14,7 +14,7 @@ from tal_kit.model.attention import global_attention, local_window_attention
 from tal_kit.model.decode import decode_candidates
 from tal_kit.model.heads import PyramidLayout
 from tal_kit.model.layers import (ChannelLayerNorm, LayerScaleDropPath, MaskedConv1d, _ChannelLayerNormFunction,
-                                  drop_path, sinusoid_position_table)
+                                  sinusoid_position_table)
 from tal_kit.model.losses import diou_loss_1d, sigmoid_focal_loss, smooth_labels, updated_loss_normalizer
 from tal_kit.model.points import pyramid_points
 
@@ -105,11 +105,12 @@ def test_masked_conv_and_layer_norm():
 def test_drop_path_statistics_and_layer_scale():
     torch.manual_seed(0)
     x = torch.ones(20000, 3, 2)
-    out = drop_path(x, 0.25, training=True)
+    unit_gain = LayerScaleDropPath(3, drop_prob=0.25, init_scale=1.0)  # a gain of 1: stochastic depth alone
+    out = unit_gain.train()(x)
     kept = out[:, 0, 0] != 0
     assert abs(kept.float().mean().item() - 0.75) < 0.02  # a whole sample is dropped with probability 0.25
     assert torch.allclose(out[kept], torch.full_like(out[kept], 1 / 0.75))  # kept ones rescaled
-    assert torch.equal(drop_path(x, 0.25, training=False), x)
+    assert torch.equal(unit_gain.eval()(x), x)  # identity in evaluation
     layer = LayerScaleDropPath(3, drop_prob=0.5).eval()
     assert torch.allclose(layer(torch.ones(1, 3, 2)), torch.full((1, 3, 2), 1e-4))
 

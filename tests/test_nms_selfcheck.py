@@ -23,7 +23,7 @@ def fresh_cache():
 
 def _wrong_kernel(segments, scores, labels, offsets, settings):
     """The vectorised torch path with one bug a kernel could have: the last video's scores are not decayed."""
-    out = list(selfcheck._run("torch", CPU)(segments, scores, labels, offsets, settings))
+    out = list(nms_module.packed_kernel("torch", CPU)(segments, scores, labels, offsets, settings))
     out[1] = out[1].clone()
     out[1][-1] += 0.01
     return tuple(out)
@@ -31,13 +31,14 @@ def _wrong_kernel(segments, scores, labels, offsets, settings):
 
 def test_the_fixed_batch_agrees_across_correct_backends():
     # the readable one-detection-at-a-time reference is the oracle of every backend (tests/test_nms_reference.py)
-    assert selfcheck.first_difference(selfcheck._run("torch", CPU), selfcheck._run("reference", CPU)) is None
+    torch_path, reference = nms_module.packed_kernel("torch", CPU), nms_module.packed_kernel("reference", CPU)
+    assert selfcheck.first_difference(torch_path, reference) is None
     segments, scores, labels, offsets = selfcheck.fixed_batch()
     assert len(offsets) == 8 and offsets[-1] == len(scores) and len(set(labels.tolist())) == 3
 
 
 def test_a_wrong_kernel_is_caught():
-    problem = selfcheck.first_difference(_wrong_kernel, selfcheck._run("reference", CPU))
+    problem = selfcheck.first_difference(_wrong_kernel, nms_module.packed_kernel("reference", CPU))
     assert problem is not None and "scores differ by up to 0.01" in problem
 
 
@@ -49,8 +50,9 @@ def fake_gpu(monkeypatch):
     monkeypatch.setattr(build, "extension_for", lambda backend: object())
     monkeypatch.setattr(build, "backend_info", lambda: {"build_dir": "/stand-in/build"})
     kernels = {"cuda": _wrong_kernel}
-    real_run = selfcheck._run
-    monkeypatch.setattr(selfcheck, "_run", lambda backend, device: kernels.get(backend) or real_run("torch", CPU))
+    real_kernel = nms_module.packed_kernel
+    monkeypatch.setattr(nms_module, "packed_kernel",
+                        lambda backend, device: kernels.get(backend) or real_kernel("torch", CPU))
     return kernels
 
 
@@ -74,7 +76,7 @@ def test_agreeing_kernels_are_used_and_each_device_is_checked(fake_gpu):
 
     def counting_kernel(*args):
         calls.append(1)
-        return selfcheck._run("reference", CPU)(*args)
+        return nms_module.packed_kernel("reference", CPU)(*args)
 
     fake_gpu["cuda"] = counting_kernel
     assert nms_module._resolve_backend("auto", torch.device("cuda", 0)) == "cuda"
@@ -102,4 +104,7 @@ def test_the_real_kernels_pass_their_self_check():
         pytest.skip("the CUDA kernels are not built here")
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
-        assert selfcheck.cuda_kernels_ok(torch.device("cuda", 0), build="gpu-test")
+        cpu_backend = "cpp" if extension_for("cpp") is not None else "torch"
+        gpu = torch.device("cuda", 0)
+        assert selfcheck.cuda_kernels_ok(gpu, nms_module.packed_kernel("cuda", gpu),
+                                         nms_module.packed_kernel(cpu_backend, CPU), build="gpu-test")

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import math
-from types import SimpleNamespace
 
 import pytest
 import torch
 
-from tal_kit.training.schedule import IterationSchedule, learning_rate_at, make_scheduler, total_epochs
+from tal_kit.config import OptConfig
+from tal_kit.training.schedule import IterationSchedule, learning_rate_at, make_scheduler
 from tests import oracle
 
 
@@ -15,7 +15,7 @@ def opt_cfg(**overrides):
     values = dict(type="AdamW", learning_rate=1e-3, weight_decay=0.05, momentum=0.9, epochs=5, warmup=True,
                   warmup_epochs=5, schedule_type="cosine", schedule_steps=[], schedule_gamma=0.1, eta_min=1e-8)
     values.update(overrides)
-    return SimpleNamespace(**values)
+    return OptConfig(**values)
 
 
 def lrs_used(scheduler_factory, steps: int, base_lr: float = 1e-3) -> list[float]:
@@ -50,7 +50,7 @@ def test_scheduler_drives_optimizer_with_closed_form():
     used = lrs_used(lambda o: make_scheduler(o, cfg, iters_per_epoch=3), steps=30)
     expected = [learning_rate_at(k, base_lr=1e-3, warmup_steps=15, total_steps=30) for k in range(30)]
     assert used == expected
-    assert used[0] == 0.0 and total_epochs(cfg) == 10
+    assert used[0] == 0.0 and cfg.total_epochs == 10
 
 
 def test_matches_oracle_cosine_scheduler():

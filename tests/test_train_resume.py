@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from tal_kit.config import OptConfig
 from tal_kit.training import (CheckpointError, LoopSettings, Trainer, load_checkpoint, make_optimizer,
                               make_scheduler, seed_everything)
 from tal_kit.training.loop import _is_json_value
@@ -79,14 +80,12 @@ CONFIG = {"name": "standin", "init_rand_seed": 7, "dataset": {"n": 12}, "model":
 
 
 def build(run_dir: Path, seed: int = 7, config: dict | None = None, num_workers: int = 0) -> Trainer:
-    from types import SimpleNamespace
-
     generator = seed_everything(seed, "strict")
     model = StandIn()
     loader = DataLoader(RandomCropDataset(), batch_size=4, shuffle=True, drop_last=True, collate_fn=collate,
                         generator=generator, num_workers=num_workers)
-    optimizer = make_optimizer(model, SimpleNamespace(**OPT))
-    scheduler = make_scheduler(optimizer, SimpleNamespace(**OPT), len(loader))
+    optimizer = make_optimizer(model, OptConfig(**OPT))
+    scheduler = make_scheduler(optimizer, OptConfig(**OPT), len(loader))
 
     def evaluate(ema_model, epoch):
         torch.rand(5)  # evaluation draws random numbers too; they must not leak into training

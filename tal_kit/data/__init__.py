@@ -9,7 +9,7 @@ import importlib
 _EXPORTS = {
     "tal_kit.data.annotations": ["AnnotationDB", "AnnotationError", "AnnotationWarning", "VideoRecord",
                                  "load_annotations"],
-    "tal_kit.data.dataset": ["TALDataset", "build_dataloader", "collate_videos", "truncate_video"],
+    "tal_kit.data.dataset": ["TALDataset", "build_train_loader", "collate_videos", "truncate_video"],
     "tal_kit.data.features": ["FeatureError", "FeatureSource", "load_feature_file"],
     "tal_kit.data.grid": ["FeatureGrid", "grid_for_video", "resample_features"],
 }

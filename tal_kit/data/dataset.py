@@ -18,12 +18,15 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
+from torch.utils.data.distributed import DistributedSampler
 
+from tal_kit.config import Config
 from tal_kit.data.annotations import AnnotationDB, AnnotationError, VideoRecord, load_annotations
 from tal_kit.data.features import FeatureError, FeatureSource
 from tal_kit.data.grid import FeatureGrid, grid_for_video, resample_features, resizes_to_max_seq_len
+from tal_kit.runtime import DistContext
 
-__all__ = ["TALDataset", "truncate_video", "collate_videos", "padded_length", "training_collate", "build_dataloader",
+__all__ = ["TALDataset", "truncate_video", "collate_videos", "padded_length", "training_collate", "build_train_loader",
            "seed_worker", "MissingFeaturesWarning"]
 
 
@@ -104,7 +107,7 @@ class TALDataset(Dataset):
         ``dataset.num_classes``.
     """
 
-    def __init__(self, cfg: Any, data_root: str | Path | None = None, split: Sequence[str] | None = None,
+    def __init__(self, cfg: Config, data_root: str | Path | None = None, split: Sequence[str] | None = None,
                  is_training: bool = False, annotations: AnnotationDB | None = None):
         from tal_kit.config import resolve_path
 
@@ -259,7 +262,7 @@ def collate_videos(items: Sequence[dict], max_seq_len: int, max_div_factor: int,
             "feat_stride": [it["feat_stride"] for it in items], "num_frames": [it["num_frames"] for it in items]}
 
 
-def training_collate(cfg: Any) -> functools.partial:
+def training_collate(cfg: Config) -> functools.partial:
     """The collate function of training batches for ``cfg``: length-aware (padded to what the batch needs), or
     padded to max_seq_len as the reference does when ``trainer.pad_to_max_seq_len`` is set. Both give the same
     losses and gradients; the second computes every padded step."""
@@ -277,25 +280,23 @@ def seed_worker(worker_id: int) -> None:
     os.environ["PYTHONHASHSEED"] = str(seed)
 
 
-def build_dataloader(dataset: TALDataset, cfg: Any, is_training: bool, *, generator: torch.Generator | None = None,
-                     seed: int | None = None, sampler: Any = None, batch_size: int | None = None) -> DataLoader:
-    """A DataLoader as the recipes use it: training shuffles with a seeded generator, drops the last partial batch
-    and seeds each worker; evaluation reads one whole video per batch in order.
+def build_train_loader(dataset: TALDataset, cfg: Config, ctx: DistContext,
+                       generator: torch.Generator) -> tuple[DataLoader, DistributedSampler | None]:
+    """Shuffled batches of training crops (the one training loader); with several processes a DistributedSampler
+    splits each epoch. ``loader.batch_size`` is the global batch: each process gets its share.
 
-    ``seed`` builds the generator when none is given (default ``cfg.init_rand_seed``); ``sampler`` (e.g. a
-    DistributedSampler) replaces shuffling; ``batch_size`` overrides ``cfg.loader.batch_size`` (training) / 1.
+    Workers are started afresh every epoch (no persistent workers): their seeds then derive from the loader's
+    generator, whose state is checkpointed, so a resumed run draws exactly the same crops.
     """
-    if generator is None:
-        generator = torch.Generator().manual_seed(cfg.init_rand_seed if seed is None else seed)
-    if batch_size is None:
-        batch_size = cfg.loader.batch_size if is_training else 1
-    num_workers = cfg.loader.num_workers
-    if is_training:
-        collate = training_collate(cfg)
-    else:
-        collate = functools.partial(collate_videos, max_seq_len=cfg.dataset.max_seq_len,
-                                    max_div_factor=cfg.max_div_factor, is_training=False)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=is_training and sampler is None, sampler=sampler,
-                      drop_last=is_training, num_workers=num_workers, collate_fn=collate,
-                      worker_init_fn=seed_worker if is_training else None, generator=generator,
-                      persistent_workers=num_workers > 0)
+    if cfg.loader.batch_size % ctx.world_size:
+        raise ValueError(f"loader.batch_size ({cfg.loader.batch_size}) is the global batch and must be divisible "
+                         f"by the {ctx.world_size} training processes")
+    sampler = None
+    if ctx.is_distributed:
+        sampler = DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
+                                     seed=cfg.init_rand_seed, drop_last=True)
+    loader = DataLoader(dataset, batch_size=cfg.loader.batch_size // ctx.world_size, shuffle=sampler is None,
+                        sampler=sampler, drop_last=True, num_workers=cfg.loader.num_workers,
+                        collate_fn=training_collate(cfg), worker_init_fn=seed_worker, generator=generator,
+                        pin_memory=ctx.device.type == "cuda")
+    return loader, sampler

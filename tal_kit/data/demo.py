@@ -41,7 +41,6 @@ import numpy as np
 
 from tal_kit.atomic import new_dir_mode, remove_stale_temporaries, temp_prefix
 from tal_kit.data.features import feature_path, write_feature_file
-from tal_kit.data.grid import FeatureGrid
 
 __all__ = ["THUMOS_CLASSES", "CLASS_GROUPS", "DemoSpec", "VideoPlan", "plan_videos", "plan_video",
            "render_features", "demo_annotations", "generate_demo_dataset", "ensure_demo_data", "load_demo_spec",
@@ -347,10 +346,6 @@ def render_features(spec: DemoSpec, plan: VideoPlan, feat_stride: int | None = N
     rng = np.random.default_rng([spec.seed, 5, plan.index, stride, frames])
     feats += rng.normal(0.0, spec.feature_noise_std, feats.shape)
     return feats.astype(np.float32)
-
-
-def video_grid(spec: DemoSpec, plan: VideoPlan) -> FeatureGrid:
-    return FeatureGrid(spec.feat_stride, spec.num_frames, plan.fps)
 
 
 # ----------------------------------------------------------------------------------------------------------------------

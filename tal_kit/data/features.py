@@ -13,13 +13,16 @@ from __future__ import annotations
 import io
 import pickle
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
 import torch
 
 from tal_kit.data.grid import resample_features
 from tal_kit.feature_files import FEATURE_FORMATS, write_features
+
+if TYPE_CHECKING:
+    from tal_kit.config import Config
 
 __all__ = ["FeatureError", "SUPPORTED_EXTENSIONS", "feature_path", "read_feature_array", "feature_length",
            "load_feature_file", "write_feature_file", "FeatureSource"]
@@ -176,7 +179,7 @@ class FeatureSource:
         self.reference_folder = Path(reference_folder) if reference_folder is not None else None
 
     @classmethod
-    def from_config(cls, cfg: Any, data_root: str | Path | None = None) -> "FeatureSource":
+    def from_config(cls, cfg: Config, data_root: str | Path | None = None) -> "FeatureSource":
         from tal_kit.config import resolve_path
 
         d = cfg.dataset

@@ -20,11 +20,16 @@ Resampling onto another grid (InternVideo's MAE features onto the I3D/TSP length
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TypeVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from tal_kit.config import DatasetConfig
+
+# times or grid positions: a float, a numpy array or a tensor (the conversions are element-wise)
+Times = TypeVar("Times", float, np.ndarray, torch.Tensor)
 
 __all__ = ["FeatureGrid", "grid_for_video", "resizes_to_max_seq_len", "resample_features"]
 
@@ -46,13 +51,19 @@ class FeatureGrid:
     def seconds_per_step(self) -> float:
         return self.feat_stride / self.fps
 
-    def seconds_to_grid(self, seconds: Any) -> Any:
+    def seconds_to_grid(self, seconds: Times) -> Times:
         """Seconds -> fractional grid position (works on floats, numpy arrays and tensors)."""
         return seconds * self.fps / self.feat_stride - self.feat_offset
 
-    def grid_to_seconds(self, grid: Any) -> Any:
+    def grid_to_seconds(self, grid: Times) -> Times:
         """Fractional grid position -> seconds (the inverse of :meth:`seconds_to_grid`)."""
         return (grid * self.feat_stride + 0.5 * self.num_frames) / self.fps
+
+    def num_clips(self, duration: float) -> int:
+        """Clips a sliding-window extractor yields over ``duration`` seconds: one per ``feat_stride`` frames while a
+        whole clip of ``num_frames`` fits, ``floor((duration * fps - num_frames) / feat_stride) + 1``, and at least
+        one (a video shorter than a clip still gets a feature)."""
+        return max(int((duration * self.fps - self.num_frames) // self.feat_stride) + 1, 1)
 
     def clip_centres(self, num_features: int) -> np.ndarray:
         """Time (s) of each feature's grid point, the centre of the clip it was computed from."""
@@ -64,7 +75,7 @@ class FeatureGrid:
         return np.stack([start, start + self.num_frames / self.fps], axis=1)
 
 
-def resizes_to_max_seq_len(dataset_cfg: Any) -> bool:
+def resizes_to_max_seq_len(dataset_cfg: DatasetConfig) -> bool:
     """Whether a video's features are resized to ``max_seq_len`` steps (the one rule the grid, the dataset and
     check-data share): ``force_upsampling`` always resizes fixed-length features (``feat_stride <= 0``); it resizes
     variable-length ones only with ``variable_length_upsampling: resize`` (AF HEAD's case 2; the fork ignores it)."""
@@ -73,7 +84,7 @@ def resizes_to_max_seq_len(dataset_cfg: Any) -> bool:
     return dataset_cfg.feat_stride <= 0 or dataset_cfg.variable_length_upsampling == "resize"
 
 
-def grid_for_video(dataset_cfg: Any, *, fps: float, duration: float, num_features: int) -> FeatureGrid:
+def grid_for_video(dataset_cfg: DatasetConfig, *, fps: float, duration: float, num_features: int) -> FeatureGrid:
     """The grid the model sees for one video, following the loaders' three cases (SPEC §C.3).
 
     Args:

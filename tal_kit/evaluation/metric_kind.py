@@ -15,7 +15,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tal_kit.config import Config
 
 # Written by ``dry-run-data`` into the data root; its presence marks the features as synthetic.
 SYNTHETIC_MARKER = "SYNTHETIC_DATA.json"
@@ -40,15 +43,15 @@ class MetricKind:
         return {**asdict(self), "label": self.label}
 
 
-def is_synthetic_data(dataset_name: str, data_root: Optional[str | Path]) -> bool:
+def is_synthetic_data(dataset_name: str, data_root: str | Path | None) -> bool:
     """True for the demo dataset and for a data root written by ``dry-run-data``."""
     if dataset_name == "demo":
         return True
     return data_root is not None and (Path(data_root) / SYNTHETIC_MARKER).exists()
 
 
-def metric_kind(num_classes: int, ext_score_file: Optional[str], *, synthetic: bool = False,
-                published: Optional[str] = None) -> MetricKind:
+def metric_kind(num_classes: int, ext_score_file: str | None, *, synthetic: bool = False,
+                published: str | None = None) -> MetricKind:
     """The kind of mAP evaluated with ``num_classes`` classes: class-agnostic when there is one class and no
     video-level score file gives the detections real classes.
 
@@ -67,8 +70,8 @@ def metric_kind(num_classes: int, ext_score_file: Optional[str], *, synthetic: b
                       note="; ".join(notes))
 
 
-def metric_kind_for_config(cfg: Any, data_root: Optional[str | Path] = None,
-                           published: Optional[str] = None) -> MetricKind:
+def metric_kind_for_config(cfg: Config, data_root: str | Path | None = None,
+                           published: str | None = None) -> MetricKind:
     """:func:`metric_kind` of a Config; ``data_root`` (default data/<preset>) is where a dry-run marker would be."""
     from tal_kit.config import default_data_root
 

@@ -22,7 +22,7 @@ import struct
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping
 
 import torch
 
@@ -40,15 +40,13 @@ BACKBONES: dict[str, ViTArch] = {
 }
 # keys a feature extractor does not use: the classifier, and the pre-pooling norm of non-mean-pooling variants
 _IGNORED = re.compile(r"^(head|norm|fc_dropout)\.")
-_HF_CONFIG_FIELDS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "patch_size",
-                     "tubelet_size", "image_size", "num_frames", "num_channels")
 
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be read or does not fit the backbone; the message names the file and the keys."""
 
 
-def backbone_for_dim(dim: int) -> Optional[str]:
+def backbone_for_dim(dim: int) -> str | None:
     """The preset whose feature width is ``dim`` (1408 -> vit-g/14, 1280 -> vit-h/16, ...), or None."""
     return next((name for name, arch in BACKBONES.items() if arch.embed_dim == dim), None)
 
@@ -111,7 +109,7 @@ def _unwrap(obj: Any, path: Path) -> dict[str, torch.Tensor]:
     return {re.sub(r"^(module\.|model\.)", "", k): v for k, v in obj.items()}
 
 
-def read_state_dict(checkpoint: str | Path, *, trust: bool = False) -> tuple[dict[str, torch.Tensor], Optional[dict],
+def read_state_dict(checkpoint: str | Path, *, trust: bool = False) -> tuple[dict[str, torch.Tensor], dict | None,
                                                                                  Path]:
     """(state dict in the original layout, HF config.json or None, the weights file) of a file or HF directory."""
     path = Path(checkpoint)
@@ -179,7 +177,7 @@ def hf_to_original(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]
 
 
 # ------------------------------------------------------------------------------------------ architecture
-def infer_arch(state: Mapping[str, torch.Tensor], preset: ViTArch, hf_config: Optional[dict] = None,
+def infer_arch(state: Mapping[str, torch.Tensor], preset: ViTArch, hf_config: dict | None = None,
                **overrides: Any) -> ViTArch:
     """The preset, corrected by what the tensor shapes (and an HF config.json) say, then the explicit overrides."""
     fields: dict[str, Any] = {}
@@ -231,7 +229,7 @@ class LoadedBackbone:
     model: VideoViT
     name: str
     checkpoint: str  # the weights file, or "random(seed=N)"
-    checkpoint_sha256: Optional[str]
+    checkpoint_sha256: str | None
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "checkpoint": self.checkpoint, "checkpoint_sha256": self.checkpoint_sha256,

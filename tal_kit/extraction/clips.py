@@ -12,7 +12,7 @@ about 3.4x less memory and host-to-device traffic than B separate clips at strid
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Optional
+from typing import Iterable, Iterator
 
 import torch
 
@@ -46,7 +46,7 @@ class ClipBatch:
     def __len__(self) -> int:
         return len(self.starts)
 
-    def to(self, device: torch.device | str, dtype: Optional[torch.dtype] = None) -> "ClipBatch":
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> "ClipBatch":
         frames = self.frames.to(device=device, dtype=dtype or self.frames.dtype, non_blocking=True)
         return ClipBatch(frames, self.first_frame, self.starts, self.start_times, self.centre_times,
                          self.clip_len, self.stride)
@@ -72,7 +72,7 @@ def batch_clips(frames: Iterable[tuple[float, torch.Tensor]], clip_len: int, str
     if clip_len < 1 or stride < 1 or batch_size < 1:
         raise ValueError(f"clip_len, stride and batch_size must be >= 1, got {clip_len}, {stride}, {batch_size}")
     capacity = (batch_size - 1) * stride + clip_len
-    buffer: Optional[torch.Tensor] = None  # [3, capacity, S, S], allocated at the first frame
+    buffer: torch.Tensor | None = None  # [3, capacity, S, S], allocated at the first frame
     times: list[float] = []  # of the buffered frames
     first = 0  # video index of buffer[:, 0]
     starts: list[int] = []

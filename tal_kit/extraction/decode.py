@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator
 
 import numpy as np
 
@@ -115,7 +115,7 @@ def iter_frames(path: str | Path, *, threads: bool = True) -> Iterator[Frame]:
         container.close()
 
 
-def resample_to_cfr(frames: Iterator[Frame], fps: float, source_fps: Optional[float] = None) -> Iterator[Frame]:
+def resample_to_cfr(frames: Iterator[Frame], fps: float, source_fps: float | None = None) -> Iterator[Frame]:
     """A constant ``fps`` stream by timestamps: output frame j (time t0 + j/fps) is the decoded frame on screen at
     that time, i.e. the last one whose presentation time is <= t0 + j/fps. Frames are repeated or dropped as the
     timestamps say; the video ends one source frame interval (1/``source_fps``, default 1/``fps``) after the last
@@ -123,7 +123,7 @@ def resample_to_cfr(frames: Iterator[Frame], fps: float, source_fps: Optional[fl
     """
     if not (fps > 0 and math.isfinite(fps)):
         raise ValueError(f"resample fps must be a positive number, got {fps}")
-    previous: Optional[Frame] = None
+    previous: Frame | None = None
     t0 = 0.0
     out = 0
     eps = 1e-9
@@ -150,8 +150,8 @@ class FrameRateMonitor:
         self.nominal_fps = nominal_fps
         self.tolerance = tolerance
         self.count = 0
-        self.first_time: Optional[float] = None
-        self.last_time: Optional[float] = None
+        self.first_time: float | None = None
+        self.last_time: float | None = None
         self.irregular = 0  # intervals off the nominal one by more than the tolerance
         self.min_interval = math.inf
         self.max_interval = 0.0

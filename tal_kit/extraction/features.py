@@ -11,7 +11,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -35,7 +35,7 @@ class ClipSettings:
 
     stride: int = 4
     clip_len: int = 16
-    resample_fps: Optional[float] = None  # None: native frames (the recipe); else CFR-resampled by timestamps
+    resample_fps: float | None = None  # None: native frames (the recipe); else CFR-resampled by timestamps
 
 
 @dataclass
@@ -93,7 +93,7 @@ def _produce(path: Path, recipe: Recipe, grid: ClipSettings, batch_size: int, ou
 @torch.no_grad()
 def extract_video(path: str | Path, model: torch.nn.Module, recipe: Recipe, grid: ClipSettings, *,
                   batch_size: int = 16, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
-                  on_clips: Optional[Callable[[int], None]] = None) -> VideoFeatures:
+                  on_clips: Callable[[int], None] | None = None) -> VideoFeatures:
     """Features [T, C] of one video (float32), computed in batches of ``batch_size`` clips.
 
     The model must already be on ``device`` in ``dtype``. ``on_clips(n)`` is called after each batch (progress).

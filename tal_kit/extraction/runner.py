@@ -20,7 +20,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -71,7 +71,7 @@ def find_videos(inputs: Sequence[str | Path]) -> list[Path]:
     return [by_id[k] for k in sorted(by_id)]
 
 
-def resolve_shard(shard: Optional[str]) -> tuple[int, int]:
+def resolve_shard(shard: str | None) -> tuple[int, int]:
     """``"i/n"`` -> (i, n); without one, torchrun's RANK/WORLD_SIZE; else (0, 1)."""
     if shard is None:
         return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
@@ -111,7 +111,7 @@ def _entry_path(out_dir: Path, video_id: str) -> Path:
     return out_dir / MANIFEST_DIR / f"{video_id}.json"
 
 
-def _read_entry(path: Path) -> Optional[dict]:
+def _read_entry(path: Path) -> dict | None:
     try:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
@@ -132,7 +132,7 @@ def _rebuild_manifest(out_dir: Path, failed: dict[str, str]) -> Path:
 
 
 def write_unannotated_json(path: Path, entries: dict[str, dict], subset: str,
-                           num_classes: Optional[int] = None) -> Path:
+                           num_classes: int | None = None) -> Path:
     """ActionFormer-format annotations for videos without ground truth: fps and duration, no segments, so that
     inference can run on them. With ``num_classes`` a taxonomy of placeholder class names (``class_00`` ...) makes
     the file define the class count a preset expects. A file this function did not write is never overwritten."""
@@ -169,7 +169,7 @@ def _progress(total: int, enabled: bool):
 def run_extraction(videos: Sequence[Path], out_dir: str | Path, backbone: LoadedBackbone, recipe: Recipe,
                    grid: ClipSettings, *, batch_size: int = 16, device: str | torch.device = "cpu",
                    dtype: str = "fp32", shard: tuple[int, int] = (0, 1), file_prefix: str = "", file_ext: str = ".npy",
-                   annotations: Optional[Path] = None, subset: str = "test", num_classes: Optional[int] = None,
+                   annotations: Path | None = None, subset: str = "test", num_classes: int | None = None,
                    progress: bool = True) -> RunReport:
     """Extract this shard's videos into ``out_dir``; see the module docstring for layout and resume.
 

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from tal_kit.inference.candidates import VideoCandidates
 from tal_kit.model.batching import plan_batches
 from tal_kit.model.postprocess import postprocess
-from tal_kit.training.distributed import DistContext, gather_objects
+from tal_kit.runtime import DistContext, gather_objects
 
 if TYPE_CHECKING:
     from tal_kit.config import Config

@@ -7,9 +7,8 @@
     detections = model.predict(batch)              # per video, seconds, after NMS
 """
 from .actionformer import ActionFormer, ModelOutput
-from .checkpoint import (CheckpointMismatchError, convert_actionformer_state_dict, load_actionformer_checkpoint,
-                         read_state_dict)
-from .postprocess import grid_to_seconds, postprocess
+from .checkpoint import CheckpointMismatchError, convert_actionformer_state_dict, load_actionformer_checkpoint
+from .postprocess import postprocess
 
 __all__ = ["ActionFormer", "ModelOutput", "load_actionformer_checkpoint", "convert_actionformer_state_dict",
-           "read_state_dict", "CheckpointMismatchError", "postprocess", "grid_to_seconds"]
+           "CheckpointMismatchError", "postprocess"]

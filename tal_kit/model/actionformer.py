@@ -16,6 +16,8 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
+from ..config import Config
+from ..data.dataset import padded_length
 from .assignment import assign_targets
 from .backbone import ConvTransformerBackbone
 from .decode import decode_candidates
@@ -59,7 +61,7 @@ class ActionFormer(nn.Module):
     as the result requires instead of to max_seq_len (see `inference_length`).
     """
 
-    def __init__(self, cfg: Any):
+    def __init__(self, cfg: Config):
         super().__init__()
         data, arch, train, test = cfg.dataset, cfg.model, cfg.train_cfg, cfg.test_cfg
         if arch.backbone_type != "convTransformer":
@@ -67,12 +69,12 @@ class ActionFormer(nn.Module):
         self.num_classes = int(data.num_classes)
         self.input_dim = int(data.input_dim)
         self.max_seq_len = int(data.max_seq_len)
-        self.num_levels = arch.backbone_arch[-1] + 1
-        self.level_strides = [arch.scale_factor ** level for level in range(self.num_levels)]
+        # derived values are computed once, in tal_kit.config (ModelConfig), and read here
+        self.num_levels = arch.num_levels
+        self.level_strides = arch.level_strides
         self.regression_range = [tuple(map(float, r)) for r in arch.regression_range]
-        self.window_sizes = list(arch.window_sizes)
-        self.max_div_factor = max(s * (w // 2) * 2 if w > 1 else s for s, w in zip(self.level_strides,
-                                                                                     self.window_sizes))
+        self.window_sizes = arch.window_sizes
+        self.max_div_factor = arch.max_div_factor
         self.use_abs_pe = bool(arch.use_abs_pe)
         self.train_cfg, self.test_cfg = train, test
         self.compact_padding = True
@@ -211,9 +213,7 @@ class ActionFormer(nn.Module):
     def reference_length(self, num_steps: int) -> int:
         """The length upstream pads an evaluation video to: max_seq_len, or for a longer video the next multiple
         of max_div_factor (the local attention's chunking needs it)."""
-        if num_steps <= self.max_seq_len:
-            return self.max_seq_len
-        return math.ceil(num_steps / self.max_div_factor) * self.max_div_factor
+        return padded_length(num_steps, self.max_seq_len, self.max_div_factor, is_training=False)
 
     def inference_length(self, num_steps: int) -> int:
         """The shortest padded length that gives exactly upstream's results for a video of ``num_steps`` steps.

@@ -7,10 +7,13 @@ a batch of its own kind instead.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:
+    from .actionformer import ActionFormer
 
 
-def plan_batches(lengths: Sequence[int], model: Any, max_videos: int, max_steps: int) -> list[list[int]]:
+def plan_batches(lengths: Sequence[int], model: ActionFormer, max_videos: int, max_steps: int) -> list[list[int]]:
     """Positions into ``lengths`` grouped into batches, longest videos first.
 
     Each batch has at most ``max_videos`` videos and at most ``max_steps`` padded steps in all (a longer video gets a

@@ -114,7 +114,8 @@ def read_state_dict(path_or_state_dict: str | os.PathLike | Mapping[str, Any], u
 
 
 def load_actionformer_checkpoint(path_or_state_dict: str | os.PathLike | Mapping[str, Any],
-                                 model: nn.Module | None = None, use_ema: bool = True) -> Any:
+                                 model: nn.Module | None = None,
+                                 use_ema: bool = True) -> nn.Module | dict[str, torch.Tensor]:
     """Load an official ActionFormer / InternVideo checkpoint (or a tal_kit one) into ``model``.
 
     Returns the model with the weights loaded, or, without a model, the converted state dict. Raises

@@ -111,14 +111,6 @@ def drop_path_factor(x: Tensor, drop_prob: float) -> Tensor:
     return keep.to(x.dtype) / (1.0 - drop_prob)
 
 
-def drop_path(x: Tensor, drop_prob: float, training: bool) -> Tensor:
-    """Stochastic depth: in training, zero the whole residual branch of a sample with probability ``drop_prob``
-    and scale the kept ones up by 1 / (1 - drop_prob). Identity in evaluation."""
-    if drop_prob == 0.0 or not training:
-        return x
-    return x * drop_path_factor(x, drop_prob)
-
-
 class LayerScaleDropPath(nn.Module):
     """A learnable per-channel gain (LayerScale, initialised small so each residual branch starts near zero) followed
     by stochastic depth. ActionFormer calls this ``AffineDropPath``."""

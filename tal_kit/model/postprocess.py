@@ -6,16 +6,11 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import torch
 from torch import Tensor
 
+from ..data.grid import FeatureGrid
 from ..ops import nms_videos, params_from_test_cfg
 
 if TYPE_CHECKING:
     from tal_kit.config import TestConfig
-
-
-def grid_to_seconds(segments: Tensor, feat_stride: float, num_frames: float, fps: float) -> Tensor:
-    """Grid position g -> seconds: (g * feat_stride + num_frames / 2) / fps; a feature describes the clip of
-    num_frames frames starting at frame g * feat_stride, so it sits at that clip's centre."""
-    return (segments * feat_stride + 0.5 * num_frames) / fps
 
 
 @torch.no_grad()
@@ -44,7 +39,8 @@ def postprocess(candidates: Sequence[Mapping[str, Tensor]], batch: Mapping[str, 
         fps, duration = float(batch["fps"][index]), float(batch["duration"][index])
         if not fps > 0:
             raise ValueError(f"video {video_ids[index]}: fps must be positive to convert to seconds, got {fps}")
-        seconds = grid_to_seconds(segments, float(batch["feat_stride"][index]), float(batch["num_frames"][index]), fps)
+        grid = FeatureGrid(float(batch["feat_stride"][index]), float(batch["num_frames"][index]), fps)
+        seconds = grid.grid_to_seconds(segments)
         results.append({"video_id": video_ids[index], "segments": seconds.clamp(0.0, duration),
                         "scores": scores, "labels": labels})
     return results

@@ -30,6 +30,8 @@ from types import ModuleType
 
 import torch
 
+from tal_kit.atomic import write_json_atomic
+
 CSRC = Path(__file__).resolve().parent / "csrc"
 CPU_SOURCES = ("nms.cpp", "nms_cpu.cpp")
 CUDA_SOURCES = CPU_SOURCES + ("nms_cuda.cu",)
@@ -224,10 +226,8 @@ def _import_library(name: str, library: Path) -> ModuleType:
 
 
 def _write_record(folder: Path, record: dict) -> None:
-    record_path = folder / RECORD_NAME
-    tmp = record_path.with_name(f"{record_path.name}.{os.getpid()}.tmp")  # several processes may finish at once
-    tmp.write_text(json.dumps(record, indent=1))
-    tmp.replace(record_path)
+    # several processes may finish the same build at once: each writes its own temporary, the last rename wins
+    write_json_atomic(folder / RECORD_NAME, record, indent=1)
 
 
 def compile_extension(variant: str, *, verbose: bool = False, force: bool = False) -> tuple[ModuleType, dict]:

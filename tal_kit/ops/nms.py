@@ -19,6 +19,7 @@ import torch
 
 from . import reference, vectorized
 from .params import NMSParams
+from .selfcheck import Kernel, Outputs, cuda_kernels_ok
 
 Tensor = torch.Tensor
 BACKENDS = ("auto", "cuda", "cpp", "torch", "reference")
@@ -103,10 +104,12 @@ def _resolve_backend(backend: str, device: torch.device) -> str:
         if extension_for("cuda") is None:
             return "torch"
         from .build import backend_info
-        from .selfcheck import cuda_kernels_ok
 
         # first use on this device: the kernels must reproduce the CPU path on a fixed batch (selfcheck.py)
-        return "cuda" if cuda_kernels_ok(device, build=backend_info().get("build_dir")) else "torch"
+        cpu_backend = "cpp" if extension_for("cpp") is not None else "torch"
+        ok = cuda_kernels_ok(device, packed_kernel("cuda", device), packed_kernel(cpu_backend, torch.device("cpu")),
+                             build=backend_info().get("build_dir"))
+        return "cuda" if ok else "torch"
     return "cpp" if extension_for("cpp") is not None else "torch"
 
 
@@ -232,3 +235,13 @@ def hard_nms(segments: Tensor, scores: Tensor, *, iou_threshold: float, min_scor
                               max_seg_num=max_seg_num, method="hard", multiclass=False, backend=backend,
                               return_indices=True)
     return indices
+
+
+def packed_kernel(backend: str, device: torch.device) -> Kernel:
+    """`nms_packed` with one ``backend`` on ``device``, as the self-check calls it (results on the CPU)."""
+    def kernel(segments: Tensor, scores: Tensor, labels: Tensor, offsets: list[int], settings: dict) -> Outputs:
+        out = nms_packed(segments.to(device), scores.to(device), labels.to(device), offsets, backend=backend,
+                         **settings)
+        return tuple(t.cpu() for t in (out.segments, out.scores, out.labels, out.indices, out.counts))
+
+    return kernel

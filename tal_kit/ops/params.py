@@ -4,6 +4,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from tal_kit.config import TestConfig
+
 METHODS = ("soft", "hard", "none")
 SOFT_KINDS = ("gaussian", "linear")
 VOTING_WEIGHTS = ("score", "score_iou")
@@ -67,7 +69,7 @@ class NMSParams:
         return (not self.multiclass) and self.voting_thresh > 0 and self.method != "none"
 
 
-def params_from_test_cfg(test_cfg) -> dict:
+def params_from_test_cfg(test_cfg: TestConfig) -> dict:
     """Keyword arguments for `batched_nms` / `nms_videos` from a ``cfg.test_cfg`` (tal_kit.config.TestConfig)."""
     return dict(
         iou_threshold=float(test_cfg.iou_threshold),

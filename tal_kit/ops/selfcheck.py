@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import threading
 import warnings
-from typing import Any, Callable, Optional
+from pathlib import Path
+from typing import Any, Callable
 
 import torch
 
@@ -54,18 +55,7 @@ def fixed_batch() -> tuple[Tensor, Tensor, Tensor, list[int]]:
     return torch.cat(segments), torch.cat(scores), torch.cat(labels), offsets
 
 
-def _run(backend: str, device: torch.device) -> Kernel:
-    from .nms import nms_packed
-
-    def kernel(segments: Tensor, scores: Tensor, labels: Tensor, offsets: list[int], settings: dict) -> Outputs:
-        out = nms_packed(segments.to(device), scores.to(device), labels.to(device), offsets, backend=backend,
-                         **settings)
-        return tuple(t.cpu() for t in (out.segments, out.scores, out.labels, out.indices, out.counts))
-
-    return kernel
-
-
-def first_difference(candidate: Kernel, reference: Kernel) -> Optional[str]:
+def first_difference(candidate: Kernel, reference: Kernel) -> str | None:
     """None when ``candidate`` gives the reference's detections on the fixed batch, else what differs first."""
     segments, scores, labels, offsets = fixed_batch()
     for settings in SETTINGS:
@@ -83,13 +73,11 @@ def first_difference(candidate: Kernel, reference: Kernel) -> Optional[str]:
     return None
 
 
-def cuda_kernels_ok(device: torch.device, build: Any = None,
-                    candidate: Optional[Kernel] = None, reference: Optional[Kernel] = None) -> bool:
-    """True when the CUDA kernels agree with the CPU path on ``device`` (checked once per device and build).
-
-    ``build`` identifies the loaded extension (its build folder); ``candidate``/``reference`` replace the CUDA
-    kernels and the CPU path (tests use a deliberately wrong stand-in).
-    """
+def cuda_kernels_ok(device: torch.device, candidate: Kernel, reference: Kernel,
+                    build: str | Path | None = None) -> bool:
+    """True when ``candidate`` (the CUDA kernels on ``device``) agrees with ``reference`` (the CPU path), checked
+    once per device and build; ``build`` identifies the loaded extension (its build folder). The caller
+    (tal_kit.ops.nms) supplies the kernels, so this module needs nothing from it."""
     index = device.index
     if index is None and device.type == "cuda" and torch.cuda.is_available():
         index = torch.cuda.current_device()
@@ -97,10 +85,6 @@ def cuda_kernels_ok(device: torch.device, build: Any = None,
     with _Cache.lock:
         if key in _Cache.results:
             return _Cache.results[key]
-        from .build import extension_for
-
-        candidate = candidate or _run("cuda", device)
-        reference = reference or _run("cpp" if extension_for("cpp") is not None else "torch", torch.device("cpu"))
         try:
             problem = first_difference(candidate, reference)
         except Exception as error:  # a kernel that crashes is as unusable as one that is wrong

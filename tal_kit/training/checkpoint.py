@@ -26,7 +26,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from .files import atomic_open
+from tal_kit.atomic import atomic_open
 
 CHECKPOINT_FORMAT = "tal_kit.train_checkpoint"
 CHECKPOINT_VERSION = 1

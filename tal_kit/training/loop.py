@@ -21,13 +21,16 @@ from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
 import torch
 from torch import nn
+from torch.optim.lr_scheduler import LRScheduler
+from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
+
+from tal_kit.atomic import atomic_path, write_json_atomic, write_text_atomic
+from tal_kit.runtime import DistContext, gather_objects
 
 from .checkpoint import (CheckpointError, check_resume_compatible, load_checkpoint, load_state_strict,
                          save_checkpoint)
-from .distributed import DistContext, gather_objects
 from .ema import ModelEMA, unwrap
-from .files import atomic_path, write_json_atomic, write_text_atomic
 from .seeding import capture_rng_state, restore_rng_state
 
 # evaluate_fn(ema_model, epoch) -> {"average_mAP": float, "mAP": [...], "tiou_thresholds": [...], ...} on rank 0,
@@ -84,10 +87,11 @@ class Trainer:
     ``metrics.jsonl`` (one JSON object per line: "iter" lines and "epoch" lines) and ``train_summary.json``.
     """
 
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: LRScheduler,
                  train_loader: Iterable, *, settings: LoopSettings, run_dir: str | os.PathLike,
                  config_dict: Mapping[str, Any], ctx: DistContext | None = None,
-                 loader_generator: torch.Generator | None = None, sampler: Any = None,
+                 loader_generator: torch.Generator | None = None,
+                 sampler: DistributedSampler | None = None,
                  evaluate_fn: EvaluateFn | None = None, callbacks: Sequence[TrainCallback] = ()):
         self.model = model
         self.optimizer = optimizer

@@ -6,10 +6,10 @@ are left undecayed: decaying them pulls a gain towards zero, which is not what a
 """
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
+
+from tal_kit.config import OptConfig
 
 # Parameters that are never decayed, matched by the parameter's own name (the last component of its dotted name).
 NO_DECAY_NAMES = ("bias", "scale", "rel_pe")
@@ -49,7 +49,7 @@ def parameter_groups(model: nn.Module) -> tuple[list[str], list[str]]:
     return sorted(decay), sorted(no_decay)
 
 
-def make_optimizer(model: nn.Module, opt_cfg: Any) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, opt_cfg: OptConfig) -> torch.optim.Optimizer:
     """AdamW (or SGD) over the two groups; ``opt_cfg`` is ``cfg.opt`` (type, learning_rate, weight_decay, momentum).
 
     Group 0 gets ``opt_cfg.weight_decay``, group 1 gets 0. AdamW keeps PyTorch's default betas and eps, as upstream.

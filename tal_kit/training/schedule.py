@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import bisect
 import math
-from typing import Any, Sequence
+from typing import Sequence
 
 import torch
 from torch.optim.lr_scheduler import LRScheduler
+
+from tal_kit.config import OptConfig
 
 
 def learning_rate_at(step: int, *, base_lr: float, warmup_steps: int, total_steps: int,
@@ -71,10 +73,10 @@ class IterationSchedule(LRScheduler):
         return [self.lr_at(self.last_epoch, base_lr) for base_lr in self.base_lrs]
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, opt_cfg: Any, iters_per_epoch: int) -> IterationSchedule:
+def make_scheduler(optimizer: torch.optim.Optimizer, opt_cfg: OptConfig, iters_per_epoch: int) -> IterationSchedule:
     """The schedule of ``cfg.opt`` for ``iters_per_epoch`` iterations per epoch (``len(train_loader)``).
 
-    Training lasts ``epochs + warmup_epochs`` epochs when ``opt.warmup`` is on, else ``epochs``.
+    Training lasts ``opt_cfg.total_epochs`` epochs: ``epochs``, plus ``warmup_epochs`` when ``opt.warmup`` is on.
     """
     if iters_per_epoch < 1:
         raise ValueError("the training loader yields no batch per epoch: fewer training videos than loader.batch_size?")
@@ -82,14 +84,9 @@ def make_scheduler(optimizer: torch.optim.Optimizer, opt_cfg: Any, iters_per_epo
     return IterationSchedule(
         optimizer,
         warmup_steps=warmup_epochs * iters_per_epoch,
-        total_steps=(int(opt_cfg.epochs) + warmup_epochs) * iters_per_epoch,
+        total_steps=opt_cfg.total_epochs * iters_per_epoch,
         schedule_type=opt_cfg.schedule_type,
-        eta_min=float(getattr(opt_cfg, "eta_min", 1e-8)),
+        eta_min=float(opt_cfg.eta_min),
         milestones=[iters_per_epoch * int(s) for s in opt_cfg.schedule_steps],
         gamma=float(opt_cfg.schedule_gamma),
     )
-
-
-def total_epochs(opt_cfg: Any) -> int:
-    """Epochs trained in all: ``epochs`` plus ``warmup_epochs`` when warmup is on (THUMOS: 45 + 5 = 50)."""
-    return int(opt_cfg.epochs) + (int(opt_cfg.warmup_epochs) if opt_cfg.warmup else 0)

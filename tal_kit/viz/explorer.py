@@ -16,18 +16,19 @@ from __future__ import annotations
 import html
 import itertools
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Mapping, Sequence
 
 import ipywidgets as widgets
 import numpy as np
 from IPython import get_ipython
 from IPython.display import HTML, clear_output, display
 
+from tal_kit.config import TestConfig
 from tal_kit.extraction.decode import DecodeError
 from tal_kit.inference.candidates import VideoCandidates, VideoDetections
 from tal_kit.inference.nms import apply_nms, nms_settings
 from tal_kit.viz.jupyter_files import JupyterServer, current_server, files_url
-from tal_kit.viz.timeline import Track, timeline, video_detections
+from tal_kit.viz.timeline import DetectionsLike, Track, timeline, video_detections
 from tal_kit.viz.video import LINK_JS, VIDEO_MIME, link_figure, video_source_html
 from tal_kit.viz.video_frames import VIDEO_EXTENSIONS, Thumbnail, playability, thumbnail_times, thumbnails
 
@@ -44,11 +45,11 @@ class Explorer:
     ``max_seg_num``), ``figure`` (the plotly figure last drawn) and :meth:`current_detections`.
     """
 
-    def __init__(self, ground_truth: Union[Sequence[Any], Mapping[str, Any]], *, label_names: Sequence[str],
-                 candidates: Optional[Mapping[str, VideoCandidates]] = None, detections: Any = None,
-                 test_cfg: Any = None, tiou_threshold: float = 0.5, score_threshold: float = 0.05,
-                 tracks: Union[None, Mapping[str, Track], Callable[[str], Optional[Track]]] = None,
-                 video_id: Optional[str] = None, max_detections: int = 200,
+    def __init__(self, ground_truth: Sequence[Any] | Mapping[str, Any], *, label_names: Sequence[str],
+                 candidates: Mapping[str, VideoCandidates] | None = None, detections: DetectionsLike | None = None,
+                 test_cfg: TestConfig | None = None, tiou_threshold: float = 0.5, score_threshold: float = 0.05,
+                 tracks: Mapping[str, Track] | Callable[[str], Track | None] | None = None,
+                 video_id: str | None = None, max_detections: int = 200,
                  video_root: str | Path | None = None, server: JupyterServer | None = None,
                  num_thumbnails: int = 16):
         if candidates is None and detections is None:
@@ -68,7 +69,7 @@ class Explorer:
         self.server = server
         self.num_thumbnails = num_thumbnails
         self._thumbnails: dict[str, list[Thumbnail]] = {}
-        self._pane_video: Optional[str] = None
+        self._pane_video: str | None = None
         self._uid = f"{id(self):x}"
         self._draws = itertools.count()
         defaults = nms_settings(test_cfg)
@@ -116,7 +117,7 @@ class Explorer:
         nms_box = widgets.VBox([self.nms_method, widgets.HBox([self.sigma, self.iou_threshold]), self.max_seg_num])
         if self.candidates is None:
             nms_box.children += (widgets.HTML("<i>NMS controls need pre-NMS candidates (none cached)</i>"),)
-        self.video_pane: Optional[widgets.HTML] = None
+        self.video_pane: widgets.HTML | None = None
         view: widgets.Widget = self.output
         if self.video_root is not None:
             if self.server is None:
@@ -161,7 +162,7 @@ class Explorer:
             self._nms_cache[key] = apply_nms(self.candidates[video_id], settings)
         return self._nms_cache[key]
 
-    def _track(self, video_id: str) -> Optional[Track]:
+    def _track(self, video_id: str) -> Track | None:
         if self.tracks is None:
             return None
         if callable(self.tracks):
@@ -169,7 +170,7 @@ class Explorer:
         return self.tracks.get(video_id)
 
     # ---- the video pane --------------------------------------------------------------------------------------
-    def video_file(self, video_id: str) -> Optional[Path]:
+    def video_file(self, video_id: str) -> Path | None:
         """``video_root/<video_id>.<ext>`` for the first common video extension that exists (None without one)."""
         if self.video_root is None:
             return None
@@ -179,7 +180,7 @@ class Explorer:
                     return candidate
         return None
 
-    def _pane_html(self, video_id: str, path: Optional[Path]) -> str:
+    def _pane_html(self, video_id: str, path: Path | None) -> str:
         if path is None:
             return (f"<p class='tal-note'>no video file {html.escape(video_id)}.* in "
                     f"{html.escape(str(self.video_root))}</p>")
@@ -199,7 +200,7 @@ class Explorer:
         return video_source_html(url, element_id=f"tal-explorer-video-{self._uid}",
                                  mime=VIDEO_MIME.get(path.suffix.lower()))
 
-    def _update_pane(self, video_id: str, path: Optional[Path]) -> None:
+    def _update_pane(self, video_id: str, path: Path | None) -> None:
         if self.video_pane is not None and self._pane_video != video_id:
             self.video_pane.value = self._pane_html(video_id, path)
             self._pane_video = video_id
@@ -283,9 +284,9 @@ class Explorer:
         display(self.panel)
 
 
-def explorer(ground_truth: Union[Sequence[Any], Mapping[str, Any]], *, label_names: Sequence[str],
-             candidates: Optional[Mapping[str, VideoCandidates]] = None, detections: Any = None, **kwargs: Any
-             ) -> Explorer:
+def explorer(ground_truth: Sequence[Any] | Mapping[str, Any], *, label_names: Sequence[str],
+             candidates: Mapping[str, VideoCandidates] | None = None, detections: DetectionsLike | None = None,
+             **kwargs: Any) -> Explorer:
     """An interactive panel (see :class:`Explorer`): video picker, class filter, score and tIoU sliders, and NMS
     method / sigma / IoU / top-k controls that re-run NMS on cached ``candidates``; with ``video_root`` the video
     plays beside the timeline, linked to it."""

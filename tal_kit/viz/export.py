@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import html
 from pathlib import Path
-from typing import Mapping, Sequence, Union
+from typing import Mapping, Sequence
 
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
@@ -16,7 +16,7 @@ from tal_kit.atomic import write_text_atomic
 
 __all__ = ["export_html"]
 
-FigureSet = Union[go.Figure, Sequence[go.Figure], Mapping[str, go.Figure]]
+FigureSet = go.Figure | Sequence[go.Figure] | Mapping[str, go.Figure]
 
 # Zoom with the mouse wheel as well as by dragging; keep the mode bar (pan, zoom, reset, PNG download).
 PLOT_CONFIG = {"scrollZoom": True, "displaylogo": False, "responsive": True}
@@ -37,7 +37,7 @@ def _named_figures(figures: FigureSet) -> list[tuple[str, go.Figure]]:
     return [(str(name), fig) for name, fig in items]
 
 
-def export_html(figures: FigureSet, path: Union[str, Path], *, title: str = "tal_kit timelines") -> Path:
+def export_html(figures: FigureSet, path: str | Path, *, title: str = "tal_kit timelines") -> Path:
     """Write ``figures`` (one figure, a list, or a mapping heading -> figure) into one self-contained HTML file.
 
     plotly.js is inlined once; each figure gets its own ``<section>`` with an ``<h2>`` heading when named.

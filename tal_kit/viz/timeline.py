@@ -10,12 +10,14 @@ An optional track below shows a per-step signal (class scores, feature energy) o
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from tal_kit.data.annotations import VideoRecord
+from tal_kit.detections import Detections
 from tal_kit.evaluation.detad import ERROR_TYPE_NAMES, match_video
 from tal_kit.inference.candidates import VideoDetections
 
@@ -49,13 +51,18 @@ class Track:
             raise ValueError(f"Track {self.title!r}: {values.shape[1]} series but {len(self.names)} names")
 
 
+# What video_detections reads: a Detections table, a per-video dict {"segments", "scores", "labels"} of arrays or
+# tensors, or VideoDetections
+DetectionsLike = Detections | Mapping[str, Any] | VideoDetections
+
+
 def _numpy(value: Any) -> np.ndarray:
     if hasattr(value, "detach"):  # torch tensor
         value = value.detach().cpu().numpy()
     return np.asarray(value)
 
 
-def video_detections(detections: Any, video_id: Optional[str] = None) -> VideoDetections:
+def video_detections(detections: DetectionsLike, video_id: str | None = None) -> VideoDetections:
     """Normalise one video's detections to arrays.
 
     Accepts a :class:`tal_kit.detections.Detections` table (with ``video_id``), a model output dict
@@ -92,7 +99,7 @@ def feature_energy_track(feats: Any, times: np.ndarray, title: str = "feature en
 
 
 def class_score_track(scores: Any, times: np.ndarray, label_names: Sequence[str], *,
-                      classes: Optional[Sequence[int]] = None, top: int = 3, title: str = "class scores") -> Track:
+                      classes: Sequence[int] | None = None, top: int = 3, title: str = "class scores") -> Track:
     """Per-step class probabilities ``scores`` [T, K]; shows ``classes`` or else the ``top`` classes by peak score."""
     scores = _numpy(scores).astype(np.float64)
     if scores.ndim != 2 or scores.shape[1] != len(label_names):
@@ -128,7 +135,7 @@ def pack_lanes(segments: np.ndarray, order: np.ndarray, max_lanes: int) -> np.nd
     return lane_of
 
 
-def _resolve_classes(classes: Optional[Sequence[Union[int, str]]], label_names: Sequence[str]) -> Optional[set[int]]:
+def _resolve_classes(classes: Sequence[int | str] | None, label_names: Sequence[str]) -> set[int] | None:
     if classes is None:
         return None
     ids = set()
@@ -194,11 +201,12 @@ def _fmt(value: float) -> str:
     return "–" if not np.isfinite(value) else f"{value:.2f}"
 
 
-def timeline(ground_truth: Any = None, detections: Any = None, *, video_id: Optional[str] = None,
-             label_names: Optional[Sequence[str]] = None, tiou_threshold: float = 0.5, score_threshold: float = 0.0,
-             classes: Optional[Sequence[Union[int, str]]] = None, max_detections: Optional[int] = None,
-             track: Optional[Track] = None, max_lanes_per_class: int = 4, duration: Optional[float] = None,
-             title: Optional[str] = None) -> go.Figure:
+def timeline(ground_truth: VideoRecord | None = None, detections: DetectionsLike | None = None, *,
+             video_id: str | None = None, label_names: Sequence[str] | None = None, tiou_threshold: float = 0.5,
+             score_threshold: float = 0.0, classes: Sequence[int | str] | None = None,
+             max_detections: int | None = None,
+             track: Track | None = None, max_lanes_per_class: int = 4, duration: float | None = None,
+             title: str | None = None) -> go.Figure:
     """An interactive timeline of one video (a plotly Figure; zoom by dragging or the wheel, pan from the mode bar).
 
     Args:

@@ -1,4 +1,6 @@
-"""One training process or many (``torchrun``): rank, world size, device, and the few collectives training needs.
+"""The device and process context every stage runs in: one process or many (``torchrun``), its rank, world size and
+device, and the few collectives training and inference need. Training, inference and the notebooks import it from
+here (it sits with config and atomic below every stage).
 
 ``torchrun --nproc_per_node=N -m tal_kit train ...`` starts N processes and tells each its rank through the
 environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT). Each process trains a
