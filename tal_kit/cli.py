@@ -38,6 +38,7 @@ USER_ERRORS: tuple[tuple[str, str], ...] = (
     ("tal_kit.evaluation.metrics", "EvaluationError"),
     ("tal_kit.evaluation.fusion", "FusionError"),
     ("tal_kit.model.checkpoint", "CheckpointMismatchError"),
+    ("tal_kit.model.checkpoint", "CheckpointReadError"),
     ("tal_kit.training.checkpoint", "CheckpointError"),
     ("tal_kit.training.lock", "RunLockedError"),
     ("tal_kit.runtime", "DeviceError"),

@@ -273,3 +273,24 @@ def test_reproduce_and_dry_run_bad_input_is_exit_2_like_every_command(tmp_path):
     assert_one_line_error(run_cli("reproduce", "--config", "no_such_preset"), "unknown preset")
     assert_one_line_error(run_cli("dry-run-data", "--config", "no_such_preset", "--out", str(tmp_path / "o")),
                           "unknown preset")
+
+
+def test_fusion_topk_above_the_classes_is_one_line(tmp_path):
+    # 2 classes in the score vectors, --fusion-topk 5: bad input (exit 2, the option named), not a traceback
+    gt, pred = _write_small_files(tmp_path)
+    (tmp_path / "scores.json").write_text(json.dumps({"a": [0.9, 0.1]}))
+    assert_one_line_error(run_cli("evaluate", "--gt", gt, "--pred", pred, "--subset", "Test", "--class-scores",
+                                  str(tmp_path / "scores.json"), "--fusion-topk", "5"), "topk=5", "2 classes")
+
+
+@pytest.mark.parametrize("content", [b"not a checkpoint at all", b"PK\x03\x04truncated"])
+def test_unreadable_published_checkpoint_is_one_line(tmp_path, content):
+    # infer with --config reads a checkpoint through the published-checkpoint reader (model/checkpoint.py)
+    bad = tmp_path / "actionformer.pth.tar"
+    bad.write_bytes(content)
+    from tal_kit.model.checkpoint import CheckpointReadError, read_state_dict
+
+    with pytest.raises(CheckpointReadError, match="actionformer.pth.tar"):
+        read_state_dict(bad)
+    assert_one_line_error(run_cli("infer", "--config", "demo", "--ckpt", str(bad), "--out",
+                                  str(tmp_path / "dets.json"), "--device", "cpu"), "actionformer.pth.tar")

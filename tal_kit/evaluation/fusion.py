@@ -102,7 +102,7 @@ def fuse_scores(detections: Detections | Iterable[Mapping[str, Any]], class_scor
     if not isinstance(detections, Detections):
         detections = Detections.from_video_dicts(detections)
     if topk < 1 or num_pred < 1:
-        raise ValueError(f"topk and num_pred must be positive, got topk={topk}, num_pred={num_pred}")
+        raise FusionError(f"topk and num_pred must be positive, got topk={topk}, num_pred={num_pred}")
     if len(detections) == 0:
         return Detections.empty()
     videos = detections.videos()
@@ -118,7 +118,8 @@ def fuse_scores(detections: Detections | Iterable[Mapping[str, Any]], class_scor
         raise FusionError(f"{source or 'class scores'}: score vectors have different lengths")
     video_scores = np.stack(vectors)  # [V, num_classes], V in first-appearance order
     if topk > video_scores.shape[1]:
-        raise ValueError(f"topk={topk} exceeds the {video_scores.shape[1]} classes of the score vectors")
+        raise FusionError(f"{source or 'class scores'}: topk={topk} exceeds the {video_scores.shape[1]} classes of "
+                          f"the score vectors")
     top_classes = np.argsort(-video_scores, axis=1, kind="stable")[:, :topk]  # [V, topk]
     top_scores = np.take_along_axis(video_scores, top_classes, axis=1)
 

@@ -35,6 +35,10 @@ _RENAMES = [
 _LEVEL_SCALE = re.compile(r"^reg_head\.scale\.(\d+)\.scale$")
 
 
+class CheckpointReadError(ValueError):
+    """A checkpoint file that cannot be read as model weights: the message names the file and the reason."""
+
+
 class CheckpointMismatchError(ValueError):
     """The checkpoint's tensors do not fit the model: the message lists missing, unexpected and mis-shaped keys."""
 
@@ -93,10 +97,10 @@ def read_state_dict(path_or_state_dict: str | os.PathLike | Mapping[str, Any], u
         try:
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as exc:
-            raise ValueError(f"{path}: cannot be read as a checkpoint ({type(exc).__name__}: "
+            raise CheckpointReadError(f"{path}: cannot be read as a checkpoint ({type(exc).__name__}: "
                              f"{str(exc).splitlines()[0] if str(exc) else ''})") from exc
     if not isinstance(checkpoint, Mapping):
-        raise ValueError(f"{source}: expected a dict of tensors, got {type(checkpoint).__name__}")
+        raise CheckpointReadError(f"{source}: expected a dict of tensors, got {type(checkpoint).__name__}")
 
     for raw, ema in (("state_dict", "state_dict_ema"), ("model", "ema")):
         if raw in checkpoint or ema in checkpoint:
@@ -106,7 +110,7 @@ def read_state_dict(path_or_state_dict: str | os.PathLike | Mapping[str, Any], u
             break
     bad = [key for key, value in checkpoint.items() if not isinstance(value, Tensor)]
     if bad:
-        raise ValueError(f"{source}: not a state dict; these entries are not tensors: {bad[:10]}")
+        raise CheckpointReadError(f"{source}: not a state dict; these entries are not tensors: {bad[:10]}")
     state = dict(checkpoint)
     if is_actionformer_state_dict(state):
         return convert_actionformer_state_dict(state)
