@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
@@ -126,7 +125,7 @@ def summarise(results: list[VideoComparison], min_cosine: float, max_relative_l2
     return lines, failing
 
 
-def describe_missing(only_a: list[str], only_b: list[str]) -> Optional[str]:
+def describe_missing(only_a: list[str], only_b: list[str]) -> str | None:
     if not only_a and not only_b:
         return None
     return (f"not compared: {len(only_a)} video(s) only in A ({', '.join(only_a[:5])}), "

@@ -18,7 +18,7 @@ import json
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Union, get_args, get_origin, get_type_hints
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
@@ -230,7 +230,7 @@ def available_presets() -> list[str]:
     return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
 
 
-def _preset_path(name_or_path: Union[str, Path]) -> Path:
+def _preset_path(name_or_path: str | Path) -> Path:
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml"):
         if not path.exists():
@@ -315,7 +315,7 @@ def _unknown_key_error(source: str, section: str, key: str, known: list[str]) ->
 def _coerce(value: Any, hint: Any, source: str, where: str) -> Any:
     """Check a YAML value against a field's type, converting the harmless cases (int -> float, tuple -> list)."""
     origin = get_origin(hint)
-    if origin is Union or origin is types.UnionType:  # Optional[X] or X | None
+    if origin is Union or origin is types.UnionType:  # typing.Optional[X] (older annotations) or X | None
         options = get_args(hint)
         if value is None and type(None) in options:
             return None
@@ -372,7 +372,7 @@ def _build(cls: type, data: dict[str, Any], source: str, section: str = "") -> A
     return cls(**kwargs)
 
 
-def as_override_list(overrides: Union[None, str, list[str], tuple[str, ...]]) -> list[str]:
+def as_override_list(overrides: str | list[str] | tuple[str, ...] | None) -> list[str]:
     """Overrides as a list: a single string is one override (a notebook parameter given on the papermill command
     line arrives as a string, which iterating would split into characters); "" and None are none."""
     if overrides is None:
@@ -384,8 +384,8 @@ def as_override_list(overrides: Union[None, str, list[str], tuple[str, ...]]) ->
     return list(overrides)
 
 
-def load_config(name_or_path: Union[str, Path] = "demo",
-                overrides: Union[None, str, list[str], tuple[str, ...]] = None) -> Config:
+def load_config(name_or_path: str | Path = "demo",
+                overrides: str | list[str] | tuple[str, ...] | None = None) -> Config:
     """Load a preset (by name) or YAML file, apply ``section.key=value`` overrides, validate, and return a Config."""
     overrides = as_override_list(overrides)
     path = _preset_path(name_or_path)
@@ -432,7 +432,7 @@ _CHOICES = {
 # Numeric ranges, checked once here so that no command accepts what another one rejects later:
 # (section, key) -> (low, high, kind) where kind says which ends are included: "[]", "[)", "(]", "()".
 # None means unbounded on that side. Every float field must also be finite (no nan, no inf).
-_RANGES: dict[tuple[str, str], tuple[Optional[float], Optional[float], str]] = {
+_RANGES: dict[tuple[str, str], tuple[float | None, float | None, str]] = {
     ("loader", "batch_size"): (1, None, "[]"),
     ("loader", "num_workers"): (0, None, "[]"),
     ("loader", "eval_batch_size"): (1, None, "[]"),
@@ -470,13 +470,13 @@ _RANGES: dict[tuple[str, str], tuple[Optional[float], Optional[float], str]] = {
 }
 
 
-def _range_text(low: Optional[float], high: Optional[float], kind: str) -> str:
+def _range_text(low: float | None, high: float | None, kind: str) -> str:
     if high is None:
         return f"{'>=' if kind[0] == '[' else '>'} {low:g}"
     return f"in {kind[0]}{low:g}, {high:g}{kind[1]}"
 
 
-def _in_range(value: float, low: Optional[float], high: Optional[float], kind: str) -> bool:
+def _in_range(value: float, low: float | None, high: float | None, kind: str) -> bool:
     if low is not None and (value < low or (kind[0] == "(" and value == low)):
         return False
     return high is None or (value < high or (kind[1] == "]" and value == high))
@@ -567,7 +567,7 @@ def default_data_root(cfg: Config) -> Path:
     return REPO_ROOT / "data" / cfg.name
 
 
-def resolve_path(cfg: Config, data_root: Optional[Union[str, Path]], relative: Optional[str]) -> Optional[Path]:
+def resolve_path(cfg: Config, data_root: str | Path | None, relative: str | None) -> Path | None:
     """A dataset path from the config, resolved against data_root (absolute paths are kept as they are)."""
     if relative is None:
         return None

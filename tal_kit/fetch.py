@@ -27,7 +27,7 @@ import shutil
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 from tal_kit.config import ConfigError, load_config, resolve_path
 from tal_kit.atomic import write_json_atomic
@@ -66,7 +66,7 @@ def _sha256(path: Path, chunk: int = 1 << 22) -> str:
     return digest.hexdigest()
 
 
-def hub_metadata(archive: Archive, revision: str, endpoint: Optional[str]) -> dict[str, Any]:
+def hub_metadata(archive: Archive, revision: str, endpoint: str | None) -> dict[str, Any]:
     """Size, sha256, commit and download location of ``archive`` as the hub reports them (one HEAD request)."""
     from huggingface_hub import get_hf_file_metadata, hf_hub_url
 
@@ -181,7 +181,7 @@ def unpack_atomically(archive_path: Path, sha256: str, target: Path, work_dir: P
     return target
 
 
-def _stamp(folder: Path) -> Optional[dict[str, Any]]:
+def _stamp(folder: Path) -> dict[str, Any] | None:
     try:
         return json.loads((folder / STAMP).read_text())
     except (OSError, ValueError):
@@ -215,7 +215,7 @@ def next_steps(preset: str, data_root: Path, feat_dir: Path) -> list[str]:
     return lines
 
 
-def fetch(name: str, to: str | Path, *, revision: str = "main", endpoint: Optional[str] = None,
+def fetch(name: str, to: str | Path, *, revision: str = "main", endpoint: str | None = None,
           keep_archive: bool = False, progress: bool = True, log: Callable[[str], None] = print) -> Path:
     """Fetch, verify and unpack the features of ``name`` (thumos14 | fineaction) into ``to``; returns the folder."""
     if name not in ARCHIVES:

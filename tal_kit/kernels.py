@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from queue import Empty
-from typing import Any, Optional
+from typing import Any
 
 SHELL_POLL_SLICE_S = 0.5
 
@@ -28,7 +28,7 @@ def _sliced_shell_channel() -> type:
     class SlicedPollChannel(AsyncZMQSocketChannel):
         """``get_msg`` that polls in slices, so a readiness edge consumed by a concurrent send is not waited out."""
 
-        async def get_msg(self, timeout: Optional[float] = None) -> dict[str, Any]:
+        async def get_msg(self, timeout: float | None = None) -> dict[str, Any]:
             assert self.socket is not None
             deadline = None if timeout is None else time.monotonic() + timeout
             while True:

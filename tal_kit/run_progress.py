@@ -11,7 +11,7 @@ import json
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 Log = Callable[[str], None]
 
@@ -43,11 +43,11 @@ class TrainingProgress:
         self._offset = self.path.stat().st_size if self.path.exists() else 0
         self._buffer = ""
         self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
-        self._first_seen: Optional[tuple[float, int]] = None  # (time, step) of the first step line seen
+        self._thread: threading.Thread | None = None
+        self._first_seen: tuple[float, int] | None = None  # (time, step) of the first step line seen
         self._last_printed = -float("inf")
-        self._pending: Optional[dict[str, Any]] = None  # the newest step line not printed yet
-        self._epochs: Optional[int] = None  # epochs in all, from the step lines
+        self._pending: dict[str, Any] | None = None  # the newest step line not printed yet
+        self._epochs: int | None = None  # epochs in all, from the step lines
 
     def __enter__(self) -> "TrainingProgress":
         self._thread = threading.Thread(target=self._run, name="training-progress", daemon=True)
@@ -133,13 +133,13 @@ class TrainingProgress:
         return text
 
 
-def _epoch_label(record: dict[str, Any], epochs: Optional[int]) -> str:
+def _epoch_label(record: dict[str, Any], epochs: int | None) -> str:
     """Epochs are numbered from 0 in every tal_kit file and table; "(4/8)" says how far that is."""
     epoch = int(record["epoch"])
     return f"epoch {epoch}" + (f" ({epoch + 1}/{epochs})" if epochs else "")
 
 
-def _read_json(path: Path) -> Optional[dict[str, Any]]:
+def _read_json(path: Path) -> dict[str, Any] | None:
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
