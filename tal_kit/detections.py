@@ -22,7 +22,9 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["Detections", "DetectionsError", "write_json_atomic"]
+from tal_kit.atomic import write_json_atomic
+
+__all__ = ["Detections", "DetectionsError"]
 
 
 class DetectionsError(ValueError):
@@ -141,7 +143,7 @@ class Detections:
             results.setdefault(vid, []).append({"label": label_names[label], "score": score,
                                                 "segment": [start, end]})
         payload = {"version": version, "results": results, "external_data": dict(external_data or {})}
-        return write_json_atomic(path, payload)
+        return write_json_atomic(path, payload, indent=None)
 
     @classmethod
     def from_results_json(cls, path: str | Path, label_names: Sequence[str], *,
@@ -244,10 +246,3 @@ def _finite(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise DetectionsError(f"{where}: expected a finite number, got {value!r}")
     return float(value)
-
-
-def write_json_atomic(path: str | Path, payload: Any, **dump_kwargs: Any) -> Path:
-    """Write JSON to a temporary file next to ``path`` and rename it into place (no half-written files)."""
-    from tal_kit import atomic
-
-    return atomic.write_json_atomic(path, payload, indent=dump_kwargs.pop("indent", None), **dump_kwargs)

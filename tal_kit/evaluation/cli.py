@@ -8,9 +8,10 @@ import sys
 
 import numpy as np
 
+from tal_kit.atomic import write_json_atomic
 from tal_kit.cli import UsageError
 from tal_kit.data.annotations import load_annotations
-from tal_kit.detections import Detections, write_json_atomic
+from tal_kit.detections import Detections
 from tal_kit.evaluation.fusion import fuse_scores, load_class_scores
 from tal_kit.evaluation.ground_truth import DEDUP_MODES
 from tal_kit.evaluation.metrics import evaluate_detections
