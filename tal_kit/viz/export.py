@@ -14,7 +14,7 @@ from plotly.offline import get_plotlyjs
 
 from tal_kit.atomic import write_text_atomic
 
-__all__ = ["export_html"]
+__all__ = ["export_html", "standalone_page"]
 
 FigureSet = go.Figure | Sequence[go.Figure] | Mapping[str, go.Figure]
 
@@ -48,21 +48,27 @@ def export_html(figures: FigureSet, path: str | Path, *, title: str = "tal_kit t
         div = fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"tal-figure-{index}", config=PLOT_CONFIG)
         heading = f"<h2>{html.escape(name)}</h2>\n" if name else ""
         sections.append(f'<section class="tal-figure">\n{heading}{div}\n</section>')
-    page = "\n".join([
+    page = standalone_page(title, sections)
+    return write_text_atomic(path, page)
+
+
+def standalone_page(title: str, body: list[str], *, css: str = "") -> str:
+    """One offline HTML page: ``title`` as <title> and <h1>, plotly.js inlined once in the head, then ``body``
+    (HTML fragments, in order). ``css`` adds rules to the page's style."""
+    return "\n".join([
         "<!DOCTYPE html>",
         '<html lang="en">',
         "<head>",
         '<meta charset="utf-8">',
         f"<title>{html.escape(title)}</title>",
-        "<style>body{font-family:sans-serif;margin:1em 2em} h2{font-size:1.1em;margin:1.2em 0 0.2em}</style>",
+        f"<style>body{{font-family:sans-serif;margin:1em 2em}} h2{{font-size:1.1em;margin:1.2em 0 0.2em}}{css}</style>",
         # plotly.js ships no "</script>" inside, so it can be inlined as is (plotly's own write_html does this).
         f'<script type="text/javascript">{get_plotlyjs()}</script>',
         "</head>",
         "<body>",
         f"<h1>{html.escape(title)}</h1>",
-        *sections,
+        *body,
         "</body>",
         "</html>",
         "",
     ])
-    return write_text_atomic(path, page)

@@ -22,11 +22,10 @@ from typing import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.offline import get_plotlyjs
 
 from tal_kit.atomic import write_text_atomic
 from tal_kit.inference.candidates import VideoDetections
-from tal_kit.viz.export import PLOT_CONFIG
+from tal_kit.viz.export import PLOT_CONFIG, standalone_page
 from tal_kit.viz.timeline import timeline
 from tal_kit.viz.video_frames import (
     Thumbnail, playability, thumbnail_times, thumbnails, write_browser_proxy,
@@ -286,27 +285,11 @@ def write_linked_report(path: str | os.PathLike, videos: Sequence[LinkedVideo], 
               "  window.talLinkWhenReady(function () { return [document.getElementById('tal-video-' + i),\n"
               "                                                 document.getElementById('tal-figure-' + i)]; });\n"
               "})(i);")
-    page = "\n".join([
-        "<!DOCTYPE html>",
-        '<html lang="en">',
-        "<head>",
-        '<meta charset="utf-8">',
-        f"<title>{html.escape(title)}</title>",
-        "<style>body{font-family:sans-serif;margin:1em 2em} h2{font-size:1.1em;margin:1.2em 0 0.2em}"
-        " .tal-row{display:flex;gap:1em;align-items:flex-start} .tal-video-pane{flex:0 0 360px}"
-        " .tal-video-pane video{width:360px;background:#000} .tal-plot{flex:1 1 auto;min-width:0}"
-        " .tal-note{color:#8a4b00;font-size:0.9em}</style>",
-        f'<script type="text/javascript">{get_plotlyjs()}</script>',
-        "</head>",
-        "<body>",
-        f"<h1>{html.escape(title)}</h1>",
-        "<p>Play a video: the red line follows it on the timeline. Click a bar (or a thumbnail) to jump there. "
-        "Videos are read from paths relative to this file: keep them where they are when moving it.</p>",
-        *sections,
-        f"<script>{wiring}</script>",
-        "</body>",
-        "</html>",
-        "",
-    ])
+    css = (" .tal-row{display:flex;gap:1em;align-items:flex-start} .tal-video-pane{flex:0 0 360px}"
+           " .tal-video-pane video{width:360px;background:#000} .tal-plot{flex:1 1 auto;min-width:0}"
+           " .tal-note{color:#8a4b00;font-size:0.9em}")
+    intro = ("<p>Play a video: the red line follows it on the timeline. Click a bar (or a thumbnail) to jump there. "
+             "Videos are read from paths relative to this file: keep them where they are when moving it.</p>")
+    page = standalone_page(title, [intro, *sections, f"<script>{wiring}</script>"], css=css)
     return write_text_atomic(path, page)
 
