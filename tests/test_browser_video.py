@@ -39,19 +39,20 @@ def _offline(page) -> list[str]:
     return refused
 
 
-def _bar_centre(page, trace_name: str, start: float) -> tuple[float, float, float]:
-    """Screen centre of the bar of ``trace_name`` whose base (start) plotly computed as ``start``, and that base."""
+def _bar_centre(page, trace_name: str, start: float) -> tuple[float, float, float, int, int]:
+    """Screen centre of the bar of ``trace_name`` whose base (start) plotly computed as ``start``, that base, and
+    the bar's (curve number, point number) as plotly's hover and click events name it."""
     found = page.evaluate("""([name, start]) => {
         const gd = document.getElementById('tal-figure-0');
-        const names = gd._fullData.filter(t => t.type === 'bar').map(t => t.name);
         const traces = gd.querySelectorAll('.cartesianlayer .barlayer .trace');
-        for (let i = 0; i < traces.length; i++) {
-            if (!names[i].startsWith(name)) continue;
-            for (const path of traces[i].querySelectorAll('.point path')) {
+        for (const group of traces) {
+            const trace = group.__data__[0].trace;
+            if (!trace.name.startsWith(name)) continue;
+            for (const path of group.querySelectorAll('.point path')) {
                 const d = path.parentNode.__data__;
                 if (Math.abs(d.b - start) < 1e-9) {
                     const r = path.getBoundingClientRect();
-                    return [r.x + r.width / 2, r.y + r.height / 2, d.b];
+                    return [r.x + r.width / 2, r.y + r.height / 2, d.b, trace.index, d.i];
                 }
             }
         }
@@ -59,6 +60,25 @@ def _bar_centre(page, trace_name: str, start: float) -> tuple[float, float, floa
     }""", [trace_name, start])
     assert found is not None, (trace_name, start)
     return tuple(found)
+
+
+def _click_bar(page, x: float, y: float, curve: int, point: int) -> None:
+    """Click the bar at (x, y) the way a person does: not within a double-click of the previous press, and only
+    once the pointer rests on the bar (plotly's hover is on it).
+
+    Both matter to plotly, not to the page: a press within ``doubleClickDelay`` (300 ms) of the previous one on the
+    plot is the second click of a double-click (plotly then autoscales, a full redraw), and ``plotly_click``
+    reports the points of the last hover, which plotly computes at most once per 50 ms: a press right after a jump
+    of the pointer reports the bar hovered before it (the previous one) and seeks there."""
+    page.wait_for_function("""() => { const gd = document.getElementById('tal-figure-0');
+                                      return Date.now() - (gd._mouseDownTime || 0) > gd._context.doubleClickDelay; }""",
+                           timeout=10_000)
+    page.mouse.move(x, y)
+    page.wait_for_function("""([curve, point]) => { const hover = document.getElementById('tal-figure-0')._hoverdata;
+                                  return !!hover && hover.length > 0 && hover[0].curveNumber === curve
+                                         && hover[0].pointNumber === point; }""", arg=[curve, point], timeout=10_000)
+    page.mouse.down()
+    page.mouse.up()
 
 
 def test_linked_report_plays_seeks_and_shows_the_right_thumbnails(browser, tmp_path):
@@ -97,8 +117,8 @@ def test_linked_report_plays_seeks_and_shows_the_right_thumbnails(browser, tmp_p
 
         # A click on a detection bar seeks to its start (within a frame), likewise a ground-truth bar.
         for trace, start in (("true positive", 4.24), ("false positive", 6.2), ("ground truth", 8.36)):
-            x, y, base = _bar_centre(page, trace, start)
-            page.mouse.click(x, y)
+            x, y, base, curve, point = _bar_centre(page, trace, start)
+            _click_bar(page, x, y, curve, point)
             page.wait_for_function("t => Math.abs(document.getElementById('tal-video-0').currentTime - t) < 0.5",
                                    arg=start, timeout=10_000)
             current = page.evaluate("document.getElementById('tal-video-0').currentTime")
