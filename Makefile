@@ -21,7 +21,7 @@ demo: $(STAMP)
 # Prints each stage's wall time and the held-out mAP (synthetic data: it shows the chain works, nothing more).
 DEMO_VIDEOS     := data/demo_videos
 DEMO_VIDEOS_RUN := runs/demo_videos
-DEMO_VIDEOS_VIT := --random-weights --seed 0 --backbone vit-b/16 --embed-dim 64 --depth 1 --num-heads 2 --mlp-dim 128 --img-size 64
+DEMO_VIDEOS_VIT := --random-weights --seed 0 --backbone vit-b/16 --embed-dim 64 --depth 1 --num-heads 2 --mlp-dim 128 --patch-size 32 --img-size 64
 demo-videos: $(STAMP)
 	@set -e; stage() { s=$$(date +%s.%N); "$$@"; e=$$(date +%s.%N); times="$$times$$(printf '  %-9s %6.1f s' "$$name" "$$(awk "BEGIN{print $$e - $$s}")")\n"; }; \
 	rm -rf $(DEMO_VIDEOS)/features $(DEMO_VIDEOS_RUN); \

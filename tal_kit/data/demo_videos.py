@@ -11,9 +11,16 @@ What a video shows (every draw comes from ``seed``, video by video): a dim, low-
 that slowly drifts, with per-frame grain; each **action** is a shape of its class's colour and form (a red disc, a
 green square, ...) that fades in, moves across the frame, bouncing off its edges, and fades out. The fades are
 linear ramps of ``blur`` seconds centred on the annotated start and end (blurred onsets: the boundary is where the
-shape is half visible). **Distractors**, not annotated, are the same kinds of moving shapes in colours that are no
-class's: greys, white, and washed-out versions of the class colours (near misses). Class colours never appear
-outside an action, so the annotations can be checked against the pixels.
+shape is half visible). **Distractors**, not annotated, are the same kinds of moving shapes (any form, the class
+forms included) in colours that are no class's: greys and white. Class colours never appear outside an action, so
+the annotations can be checked against the pixels.
+
+Why three primary colours and achromatic distractors: the demo's features come from a *random-weight* ViT, whose
+pooled output is close to a linear function of the clip's mean patch (the random blocks barely change the tokens),
+so what it sees is mostly how much of each colour is on screen. Red, green and blue are three independent
+directions of that; a grey or white shape moves all three together, which no single action does. Washed-out class
+colours (an earlier version's near misses) are a mix of a class colour and grey, which a smaller shape of the class
+colour on a grey one imitates exactly under such a linear view: no feature of this kind could tell them apart.
 """
 from __future__ import annotations
 
@@ -52,9 +59,8 @@ VIDEO_CLASSES: tuple[VideoClass, ...] = (
     VideoClass("RedDisc", (230, 40, 40), "disc"),
     VideoClass("GreenSquare", (40, 200, 60), "square"),
     VideoClass("BlueTriangle", (50, 90, 240), "triangle"),
-    VideoClass("YellowRing", (240, 220, 30), "ring"),
 )
-# Distractor colours: greys, white, and the class colours washed out most of the way to grey (near misses).
+# Distractor colours: greys and white (achromatic: see the module docstring for why no near misses).
 _GREYS = ((200, 200, 200), (150, 150, 150), (245, 245, 245))
 SHAPES = ("disc", "square", "triangle", "ring")
 
@@ -76,7 +82,7 @@ class VideoDemoSpec:
     max_instance: float = 4.0
     blur: float = 0.4  # seconds of fade at each boundary
     distractors: tuple[int, int] = (1, 3)  # unannotated moving shapes per video, inclusive range
-    shape_radius: tuple[int, int] = (22, 30)  # pixels
+    shape_radius: tuple[int, int] = (26, 34)  # pixels
     crf: int = 20  # H.264 quality (lower is better; the colours must survive compression)
 
     def __post_init__(self) -> None:
@@ -200,11 +206,7 @@ def plan_video(spec: VideoDemoSpec, index: int) -> VideoPlan:
     for _ in range(int(rng.integers(spec.distractors[0], spec.distractors[1] + 1))):
         length = float(rng.uniform(spec.min_instance, spec.max_instance))
         start = float(rng.uniform(margin, max(margin, duration - margin - length)))
-        if rng.random() < 0.5:
-            colour = _GREYS[int(rng.integers(len(_GREYS)))]
-        else:  # a near miss: a class colour washed out most of the way to grey
-            base = np.array(VIDEO_CLASSES[int(rng.integers(len(VIDEO_CLASSES)))].colour, float)
-            colour = tuple(int(v) for v in np.round(0.45 * base + 0.55 * 128.0))
+        colour = _GREYS[int(rng.integers(len(_GREYS)))]
         shape = SHAPES[int(rng.integers(len(SHAPES)))]
         appearances.append(_appearance(rng, spec, start, start + length, shape, colour, None))
     background = _texture(rng, spec.size)
@@ -240,8 +242,10 @@ def _mask(shape: str, cx: float, cy: float, r: int, yy: np.ndarray, xx: np.ndarr
         d = np.abs(np.hypot(dx, dy) - 0.75 * r) - 0.3 * r
     elif shape == "square":
         d = np.maximum(np.abs(dx), np.abs(dy)) - 0.85 * r
-    else:  # triangle pointing up: inside all three half-planes
-        d = np.maximum(np.maximum(dy - 0.7 * r, -0.866 * dx - 0.5 * dy - 0.45 * r), 0.866 * dx - 0.5 * dy - 0.45 * r)
+    else:  # equilateral triangle pointing up, inradius 0.65 r: about the area of the square (a smaller one was
+        # a much weaker signal in the demo's features, which mostly see how much colour is on screen)
+        k = 0.65 * r
+        d = np.maximum(np.maximum(dy - k, -0.866 * dx - 0.5 * dy - k), 0.866 * dx - 0.5 * dy - k)
     return np.clip(0.5 - d, 0.0, 1.0)
 
 
