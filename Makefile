@@ -32,7 +32,7 @@ demo-videos: $(STAMP)
 	name=detect;   stage $(PY) -m tal_kit detect $(DEMO_VIDEOS)/videos/test --checkpoint $(DEMO_VIDEOS_RUN)/checkpoints/last.pt --data-root $(DEMO_VIDEOS) $(DEMO_VIDEOS_VIT) --out $(DEMO_VIDEOS_RUN)/detect --no-progress $$report; \
 	name=evaluate; stage $(PY) -m tal_kit evaluate --gt $(DEMO_VIDEOS)/annotations.json --subset test --pred $(DEMO_VIDEOS_RUN)/detect/detections.json --tiou 0.3:0.7:0.1; \
 	printf "video demo wall times:\n$$times"; \
-	echo "held-out mAP above: SYNTHETIC videos (coloured shapes), $$(ls $(DEMO_VIDEOS)/videos/test | wc -l) test videos; report: $(DEMO_VIDEOS_RUN)/detect/report.html"
+	echo "held-out mAP above: SYNTHETIC videos (coloured shapes), $$(ls $(DEMO_VIDEOS)/videos/test | wc -l) test videos$${report:+ (no report.html)}$${report:-; report: $(DEMO_VIDEOS_RUN)/detect/report.html}"
 
 ## Run the test suite (fetches the test-only oracle and a headless browser when they can be had).
 # One OpenMP thread per process: the suite runs several processes at once (pytest, notebook kernels, gloo ranks),
