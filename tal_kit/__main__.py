@@ -21,6 +21,8 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "infer": ("tal_kit.infer", "cli_infer", "run a checkpoint over a split and write detections"),
     "evaluate": ("tal_kit.evaluate", "cli_evaluate", "ActivityNet detection mAP of a results JSON"),
     "extract": ("tal_kit.extraction.cli", "cli_extract", "features from raw videos (VideoMAE/VideoMAEv2 ViT)"),
+    "demo-videos": ("tal_kit.data.demo_videos", "cli_demo_videos", "generate short synthetic videos with visible actions"),
+    "detect": ("tal_kit.detect", "cli_detect", "videos -> detections (seconds) + an HTML report beside the video"),
     "compare-features": ("tal_kit.compare_features", "cli_compare_features",
                          "compare two feature folders (cosine, rel. L2, lag)"),
     "viz": ("tal_kit.viz.cli", "cli_viz", "timelines HTML + report figures of a run folder"),

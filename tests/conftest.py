@@ -44,7 +44,7 @@ def rc3d_predictions() -> Path:
 
 # Modules whose module-scoped fixtures are expensive (a trained run, DDP training, a browser, the oracle's build):
 # under --dist loadgroup their tests stay together on one worker, so the fixture is built once.
-SHARED_FIXTURE_MODULES = ("test_train_demo", "test_ddp", "test_browser_viz", "test_nms_oracle", "test_model_parity",
+SHARED_FIXTURE_MODULES = ("test_train_demo", "test_detect", "test_ddp", "test_browser_viz", "test_nms_oracle", "test_model_parity",
                           "test_notebooks_01_02", "test_viz_model_replay", "test_demo_data")
 # The longest modules first, so that no worker starts a dry run while the others are finishing: the four dry runs
 # (one test each), then the other end-to-end modules, then everything else, each in file order.

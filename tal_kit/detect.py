@@ -1,0 +1,349 @@
+"""``python -m tal_kit detect VIDEO_OR_FOLDER... --checkpoint CKPT --out DIR``: videos -> detections you can watch.
+
+Steps: features for each video on the grid the checkpoint's config expects (extracted into ``DIR/features`` with the
+same backbone options as ``extract``, resumable; or read from an existing ``--features`` folder with its
+manifest), the trained detector on them, the checkpoint's post-processing (NMS, and score fusion when the config
+sets ``test_cfg.ext_score_file``), then::
+
+    DIR/detections.json   ActivityNet results format, seconds (``python -m tal_kit evaluate --pred`` reads it)
+    DIR/report.html       one standalone page: each video beside its timeline of detections (and ground truth)
+    DIR/features/         the extracted features and their manifest (reused by a second run)
+
+Class names and ground truth come from the training annotations when they are where the config says (``--data-root``,
+default data/<preset>) or from ``--annotations``; otherwise the classes are named class_0, class_1, ...
+A video whose features do not sit on the checkpoint's grid (stride, clip length, feature width, a fixed fps) is
+refused with one ``error:`` line naming the video and the field (exit 2).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+__all__ = ["DetectError", "DetectVideo", "DetectResult", "grid_mismatch", "detect", "cli_detect", "build_parser"]
+
+
+class DetectError(ValueError):
+    """Input ``detect`` cannot use (features on another grid, a video without features); names video and field."""
+
+
+@dataclass
+class DetectVideo:
+    """One video as detect sees it: where it is, its features, and the facts of its manifest entry."""
+
+    video_id: str
+    video_path: Path | None
+    feature_file: Path
+    fps: float
+    duration: float
+    entry: dict[str, Any]
+
+
+@dataclass
+class DetectResult:
+    """What a run wrote and found."""
+
+    detections_path: Path
+    report_path: Path | None
+    detections: Any  # tal_kit.detections.Detections, seconds
+    label_names: list[str]
+    videos: list[DetectVideo]
+    ground_truth: dict[str, list[tuple[float, float, str]]] = field(default_factory=dict)
+
+
+def _expected_grid(cfg: Any) -> dict[str, Any]:
+    """The extraction settings the config's grid needs (what ``extract --preset`` would use)."""
+    d = cfg.dataset
+    fixed_length = d.feat_stride <= 0
+    return {"stride": 16 if fixed_length else int(d.feat_stride), "clip_len": int(d.num_frames),
+            "fps": None if fixed_length else d.default_fps, "feature_dim": int(d.input_dim),
+            "check_stride": not fixed_length}
+
+
+def grid_mismatch(entry: dict[str, Any], cfg: Any) -> str | None:
+    """Why a manifest entry's features do not fit ``cfg`` (the first differing field, with both values), or None."""
+    want = _expected_grid(cfg)
+    d = cfg.dataset
+    if want["check_stride"] and entry.get("stride") != want["stride"]:
+        return f"field 'stride' is {entry.get('stride')} frames, the checkpoint's dataset.feat_stride is {d.feat_stride:g}"
+    if entry.get("clip_len") != want["clip_len"]:
+        return (f"field 'clip_len' is {entry.get('clip_len')} frames, the checkpoint's dataset.num_frames is "
+                f"{d.num_frames:g}")
+    if entry.get("feature_dim") != want["feature_dim"]:
+        return (f"field 'feature_dim' is {entry.get('feature_dim')}, the checkpoint's dataset.input_dim is "
+                f"{d.input_dim}")
+    if want["fps"] is not None and abs(float(entry.get("fps") or 0.0) - float(want["fps"])) > 1e-3:
+        return f"field 'fps' is {entry.get('fps')}, the checkpoint's dataset.default_fps is {want['fps']:g}"
+    return None
+
+
+def _read_manifest(features_dir: Path) -> dict[str, dict[str, Any]]:
+    """Entries by video id: manifest.d/<id>.json (written per video) over manifest.json (rebuilt per run)."""
+    from tal_kit.extraction.runner import MANIFEST_DIR
+
+    entries: dict[str, dict[str, Any]] = {}
+    whole = features_dir / "manifest.json"
+    if whole.exists():
+        entries.update(json.loads(whole.read_text()).get("videos", {}))
+    for path in sorted((features_dir / MANIFEST_DIR).glob("*.json")):
+        entry = json.loads(path.read_text())
+        entries[entry["video_id"]] = entry
+    if not entries:
+        raise DetectError(f"{features_dir}: no manifest.json (or manifest.d/) of extracted features; "
+                          "run 'python -m tal_kit extract' into it, or leave out --features")
+    return entries
+
+
+def _collect(videos: Sequence[Path], features_dir: Path, cfg: Any) -> list[DetectVideo]:
+    """The videos' manifest entries, each checked against the checkpoint's grid."""
+    from tal_kit.extraction.runner import video_id_of
+
+    entries = _read_manifest(features_dir)
+    found = []
+    for path in videos:
+        vid = video_id_of(path)
+        entry = entries.get(vid)
+        if entry is None:
+            raise DetectError(f"{path}: no features for video {vid!r} in {features_dir} (its manifest has no entry)")
+        why = grid_mismatch(entry, cfg)
+        if why is not None:
+            raise DetectError(f"{path}: its features ({features_dir / entry['feature_file']}) are not on the "
+                              f"checkpoint's grid: {why}")
+        found.append(DetectVideo(vid, path, features_dir / entry["feature_file"], float(entry["fps"]),
+                                 float(entry["duration"]), entry))
+    return found
+
+
+def _extract(videos: Sequence[Path], features_dir: Path, cfg: Any, backbone: Any, *, recipe: str, batch_size: int,
+             device: str, dtype: str, progress: bool) -> list[Path]:
+    """Extract the videos' features on the config's grid into ``features_dir``; returns the videos that worked."""
+    from tal_kit.extraction.features import ClipSettings
+    from tal_kit.extraction.recipes import get_recipe
+    from tal_kit.extraction.runner import run_extraction, video_id_of
+
+    want = _expected_grid(cfg)
+    if backbone.model.feature_dim != want["feature_dim"]:
+        raise DetectError(f"the backbone gives {backbone.model.feature_dim}-d features (field 'feature_dim'), the "
+                          f"checkpoint's dataset.input_dim is {want['feature_dim']}: choose the backbone the "
+                          "detector was trained on")
+    grid = ClipSettings(want["stride"], want["clip_len"], want["fps"])
+    pixels = get_recipe(recipe, backbone.model.arch.img_size)
+    print(f"detect: extracting features of {len(videos)} video(s) with {backbone.name} "
+          f"({backbone.checkpoint}), clips of {grid.clip_len} frames every {grid.stride} -> {features_dir}",
+          file=sys.stderr)
+    report = run_extraction(videos, features_dir, backbone, pixels, grid, batch_size=batch_size, device=device,
+                            dtype=dtype, annotations=None, progress=progress)
+    print(report.render(), file=sys.stderr)
+    ok = [p for p in videos if video_id_of(p) not in report.failed]
+    if not ok:
+        raise DetectError(f"no video yielded features ({', '.join(sorted(report.failed))})")
+    return ok
+
+
+def _classes_and_truth(cfg: Any, data_root: Any, annotations: str | Path | None,
+                       video_ids: Sequence[str]) -> tuple[list[str], dict[str, list[tuple[float, float, str]]], Path | None]:
+    """Class names (the training annotations' when found) and the ground truth of the videos they annotate."""
+    from tal_kit.config import resolve_path
+    from tal_kit.data.annotations import load_annotations
+
+    single_class = cfg.dataset.num_classes == 1 and cfg.test_cfg.ext_score_file is None
+    path = Path(annotations) if annotations is not None else resolve_path(cfg, data_root, cfg.dataset.json_file)
+    if path is None or not path.exists():
+        if annotations is not None:
+            raise DetectError(f"--annotations {annotations}: no such file")
+        names = ["action"] if single_class else [f"class_{i}" for i in range(cfg.dataset.num_classes)]
+        return names, {}, None
+    db = load_annotations(path, single_class=single_class)
+    truth = {}
+    for vid in video_ids:
+        record = db.videos.get(vid)
+        if record is not None:
+            truth[vid] = [(float(s), float(e), db.label_names[int(lab)])
+                          for (s, e), lab in zip(record.segments, record.labels)]
+    return list(db.label_names), truth, path
+
+
+def run_detector(model: Any, cfg: Any, dataset: Any, *, data_root: Any, device: str) -> Any:
+    """The trained detector over ``dataset`` with the checkpoint's NMS and (when configured) score fusion:
+    a Detections table in seconds. The one place detect calls inference."""
+    from tal_kit.infer import predict, to_detections
+
+    predictions = predict(model, dataset, cfg, device=device, progress=False)
+    return to_detections(predictions.video_outputs, cfg, data_root)
+
+
+def _dataset(cfg: Any, videos: Sequence[DetectVideo], label_names: Sequence[str]) -> tuple[Any, Any]:
+    """A config reading the detect videos' feature files, and their evaluation dataset (no ground truth)."""
+    import numpy as np
+
+    from tal_kit.data.annotations import AnnotationDB, VideoRecord
+    from tal_kit.data.dataset import TALDataset
+
+    folders = {v.feature_file.parent for v in videos}
+    suffixes = {v.feature_file.suffix for v in videos}
+    if len(folders) != 1 or len(suffixes) != 1:
+        raise DetectError(f"the features of one run must share a folder and a format, got {sorted(map(str, folders))}")
+    run_cfg = copy.deepcopy(cfg)
+    d = run_cfg.dataset
+    d.feat_folder, d.file_prefix, d.file_ext = str(folders.pop().resolve()), "", suffixes.pop()
+    d.reference_feat_folder = None
+    records = {v.video_id: VideoRecord(v.video_id, "detect", v.duration, v.fps, np.zeros((0, 2)),
+                                       np.zeros(0, np.int64)) for v in videos}
+    db = AnnotationDB(path=Path("<detect videos>"), videos=records, label_names=list(label_names), subsets=["detect"])
+    return run_cfg, TALDataset(run_cfg, None, split=["detect"], is_training=False, annotations=db)
+
+
+def write_report(path: Path, videos: Sequence[DetectVideo], detections: Any, label_names: Sequence[str],
+                 ground_truth: dict[str, list[tuple[float, float, str]]]) -> Path:
+    """The standalone HTML page: each video beside its timeline (tal_kit.viz.video)."""
+    from tal_kit.viz.timeline import video_detections
+    from tal_kit.viz.video import LinkedVideo, write_linked_report
+
+    linked = [LinkedVideo(video_id=v.video_id, video_path=v.video_path, duration=v.duration,
+                          detections=video_detections(detections, v.video_id),
+                          ground_truth=ground_truth.get(v.video_id), label_names=list(label_names))
+              for v in videos]
+    write_linked_report(path, linked)
+    return path
+
+
+def _device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise DetectError(f"--device {device}: no CUDA device is visible")
+    return device
+
+
+def detect(videos: Sequence[str | Path], checkpoint: str | Path, *, out: str | Path, config: str | Path | None = None,
+           overrides: Sequence[str] = (), features: str | Path | None = None, backbone: Any = None,
+           recipe: str = "videomae2_tad", data_root: str | Path | None = None,
+           annotations: str | Path | None = None, device: str = "auto", dtype: str = "auto", batch_size: int = 16,
+           use_ema: bool = True, report: bool = True, progress: bool = True) -> DetectResult:
+    """Detect actions in ``videos`` (files or folders) with a trained checkpoint; see the module docstring.
+
+    ``backbone`` (a :class:`tal_kit.extraction.LoadedBackbone`) extracts the features into ``out/features``;
+    ``features`` names a folder extracted earlier instead (its manifest must list every video).
+    """
+    from tal_kit.config import ConfigError, load_config
+    from tal_kit.extraction.runner import find_videos
+    from tal_kit.infer import config_from_checkpoint, load_model
+
+    out = Path(out)
+    paths = find_videos(videos)
+    if config is not None:
+        cfg = load_config(config, list(overrides))
+    else:
+        cfg = config_from_checkpoint(checkpoint)
+        if overrides:
+            raise ConfigError("--set needs --config (the checkpoint's own config is used as stored)")
+    device = _device(device)
+    if features is not None:
+        features_dir = Path(features)
+    else:
+        if backbone is None:
+            raise DetectError("no features: pass a backbone (--backbone-checkpoint or --random-weights) or --features")
+        features_dir = out / "features"
+        paths = _extract(paths, features_dir, cfg, backbone, recipe=recipe, batch_size=batch_size, device=device,
+                         dtype=dtype if dtype != "auto" else ("bf16" if device.startswith("cuda") else "fp32"),
+                         progress=progress)
+    found = _collect(paths, features_dir, cfg)
+    label_names, truth, gt_path = _classes_and_truth(cfg, data_root, annotations, [v.video_id for v in found])
+    run_cfg, dataset = _dataset(cfg, found, label_names)
+    print(f"detect: {len(found)} video(s) through {checkpoint} on {device}", file=sys.stderr)
+    model, _ = load_model(cfg, checkpoint, device=device, use_ema=use_ema)
+    detections = run_detector(model, run_cfg, dataset, data_root=data_root, device=device)
+    detections_path = detections.to_results_json(out / "detections.json", label_names,
+                                                 version=f"tal_kit detect {cfg.name}")
+    report_path = write_report(out / "report.html", found, detections, label_names, truth) if report else None
+    note = f"; classes and ground truth from {gt_path}" if gt_path else ""
+    print(f"detect: {len(detections)} detection(s) in {len(found)} video(s) -> {detections_path}"
+          + (f", {report_path}" if report_path else "") + note, file=sys.stderr)
+    return DetectResult(detections_path, report_path, detections, label_names, found, truth)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from tal_kit.extraction.checkpoints import BACKBONES
+    from tal_kit.extraction.cli import _ARCH_FLAGS
+    from tal_kit.extraction.recipes import RECIPES
+
+    p = argparse.ArgumentParser(prog="tal-kit detect", description=__doc__.split("\n\n")[0].split(": ", 1)[1])
+    p.add_argument("videos", nargs="+", help="video files and/or folders (searched recursively)")
+    p.add_argument("--checkpoint", required=True, help="a tal_kit training checkpoint (or upstream with --config)")
+    p.add_argument("--out", required=True, help="folder for detections.json, report.html and features/")
+    p.add_argument("--config", help="preset or YAML (default: the config stored in the checkpoint)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="dotted config override (with --config), repeatable")
+    p.add_argument("--features", help="reuse this feature folder (from 'extract', with its manifest) instead of "
+                   "extracting")
+    p.add_argument("--data-root", help="where the config's annotations are, for class names and ground truth "
+                   "(default data/<preset>)")
+    p.add_argument("--annotations", help="annotations JSON giving class names and ground truth (overrides the "
+                   "config's)")
+    p.add_argument("--backbone", choices=list(BACKBONES), help="named architecture (default: by the config's "
+                   "input_dim, as extract)")
+    weights = p.add_mutually_exclusive_group()
+    weights.add_argument("--backbone-checkpoint", help="backbone weights (as extract --checkpoint)")
+    weights.add_argument("--random-weights", action="store_true", help="a random-weight backbone (demos)")
+    p.add_argument("--trust-checkpoint", action="store_true", help="allow a backbone pickle with non-tensor objects")
+    p.add_argument("--seed", type=int, default=0, help="seed for --random-weights")
+    p.add_argument("--recipe", choices=list(RECIPES), default="videomae2_tad", help="pixel preprocessing")
+    p.add_argument("--batch-size", type=int, default=16, help="clips per backbone forward pass")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--dtype", choices=["auto", "fp32", "bf16", "fp16"], default="auto", help="backbone dtype")
+    p.add_argument("--raw", action="store_true", help="the detector's raw weights instead of its EMA copy")
+    p.add_argument("--no-report", action="store_true", help="skip report.html")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    for name in _ARCH_FLAGS:
+        p.add_argument(f"--{name.replace('_', '-')}", type=int, help=f"override the backbone's {name}")
+    p.add_argument("--norm-eps", type=float, help="override the block LayerNorm eps")
+    p.add_argument("--fc-norm-eps", type=float, help="override the pooled LayerNorm eps")
+    return p
+
+
+def _backbone_from(args: argparse.Namespace, cfg: Any) -> Any:
+    """The backbone the options name; its clip length is the grid's (the config's num_frames), as extract's."""
+    from tal_kit.extraction.checkpoints import backbone_for_dim, load_backbone, random_backbone
+    from tal_kit.extraction.cli import _ARCH_FLAGS
+
+    name = args.backbone or backbone_for_dim(cfg.dataset.input_dim) or "vit-g/14"
+    overrides = {k: getattr(args, k) for k in _ARCH_FLAGS}
+    overrides.update(norm_eps=args.norm_eps, fc_norm_eps=args.fc_norm_eps, num_frames=int(cfg.dataset.num_frames))
+    if args.random_weights:
+        return random_backbone(name, seed=args.seed, **overrides)
+    print(f"detect: loading {args.backbone_checkpoint} ...", file=sys.stderr)
+    return load_backbone(args.backbone_checkpoint, name, trust=args.trust_checkpoint, **overrides)
+
+
+def cli_detect(argv: list[str]) -> int:
+    """Entry point of ``python -m tal_kit detect`` (see the module docstring)."""
+    from tal_kit.config import load_config
+    from tal_kit.extraction.checkpoints import CheckpointError as BackboneError
+    from tal_kit.extraction.runner import ExtractionError
+    from tal_kit.infer import config_from_checkpoint
+
+    args = build_parser().parse_args(argv)
+    try:
+        if args.batch_size < 1:
+            raise DetectError("--batch-size must be >= 1")
+        backbone = None
+        if args.features is None:
+            if not (args.backbone_checkpoint or args.random_weights):
+                raise DetectError("pass --backbone-checkpoint (or --random-weights) to extract features, or "
+                                  "--features with a folder extracted before")
+            cfg = load_config(args.config, args.overrides) if args.config else config_from_checkpoint(args.checkpoint)
+            backbone = _backbone_from(args, cfg)
+        detect(args.videos, args.checkpoint, out=args.out, config=args.config, overrides=args.overrides,
+               features=args.features, backbone=backbone, recipe=args.recipe, data_root=args.data_root,
+               annotations=args.annotations, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
+               use_ema=not args.raw, report=not args.no_report, progress=not args.no_progress)
+    except (DetectError, ExtractionError, BackboneError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
