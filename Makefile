@@ -25,14 +25,13 @@ DEMO_VIDEOS_VIT := --random-weights --seed 0 --backbone vit-b/16 --embed-dim 64 
 demo-videos: $(STAMP)
 	@set -e; stage() { s=$$(date +%s.%N); "$$@"; e=$$(date +%s.%N); times="$$times$$(printf '  %-9s %6.1f s' "$$name" "$$(awk "BEGIN{print $$e - $$s}")")\n"; }; \
 	rm -rf $(DEMO_VIDEOS)/features $(DEMO_VIDEOS_RUN); \
-	report=; note="; report: $(DEMO_VIDEOS_RUN)/detect/report.html"; $(PY) -c 'import tal_kit.viz.video' 2>/dev/null || { report=--no-report; note=' (no report.html)'; echo 'no tal_kit.viz.video yet (linked report not merged): detect runs with --no-report'; }; \
 	name=generate; stage $(PY) -m tal_kit demo-videos --out $(DEMO_VIDEOS) --overwrite; \
 	name=extract;  stage $(PY) -m tal_kit extract $(DEMO_VIDEOS)/videos --out $(DEMO_VIDEOS) --preset demo_videos $(DEMO_VIDEOS_VIT) --batch-size 32 --no-progress; \
 	name=train;    stage $(PY) -m tal_kit train --config demo_videos --data-root $(DEMO_VIDEOS) --run-dir $(DEMO_VIDEOS_RUN); \
-	name=detect;   stage $(PY) -m tal_kit detect $(DEMO_VIDEOS)/videos/test --checkpoint $(DEMO_VIDEOS_RUN)/checkpoints/last.pt --data-root $(DEMO_VIDEOS) $(DEMO_VIDEOS_VIT) --out $(DEMO_VIDEOS_RUN)/detect --no-progress $$report; \
+	name=detect;   stage $(PY) -m tal_kit detect $(DEMO_VIDEOS)/videos/test --checkpoint $(DEMO_VIDEOS_RUN)/checkpoints/last.pt --data-root $(DEMO_VIDEOS) $(DEMO_VIDEOS_VIT) --out $(DEMO_VIDEOS_RUN)/detect --no-progress; \
 	name=evaluate; stage $(PY) -m tal_kit evaluate --gt $(DEMO_VIDEOS)/annotations.json --subset test --pred $(DEMO_VIDEOS_RUN)/detect/detections.json --tiou 0.3:0.7:0.1; \
 	printf "video demo wall times:\n$$times"; \
-	echo "held-out mAP above: SYNTHETIC videos (coloured shapes), $$(ls $(DEMO_VIDEOS)/videos/test | wc -l) test videos$$note"
+	echo "held-out mAP above: SYNTHETIC videos (coloured shapes), $$(ls $(DEMO_VIDEOS)/videos/test | wc -l) test videos; report: $(DEMO_VIDEOS_RUN)/detect/report.html"
 
 ## Run the test suite (fetches the test-only oracle and a headless browser when they can be had).
 # One OpenMP thread per process: the suite runs several processes at once (pytest, notebook kernels, gloo ranks),
@@ -51,4 +50,4 @@ build-ext: $(STAMP)
 	$(PY) -m tal_kit build-ext
 
 clean:
-	rm -rf runs .cache data/demo
+	rm -rf runs .cache data/demo data/demo_videos

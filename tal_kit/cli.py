@@ -44,6 +44,7 @@ USER_ERRORS: tuple[tuple[str, str], ...] = (
     ("tal_kit.runtime", "DeviceError"),
     ("tal_kit.extraction.checkpoints", "CheckpointError"),
     ("tal_kit.extraction.runner", "ExtractionError"),
+    ("tal_kit.detect", "DetectError"),
     ("tal_kit.compare_features", "CompareError"),
     ("yaml", "YAMLError"),
 )

@@ -22,9 +22,21 @@ import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
+
+if TYPE_CHECKING:
+    import torch
+
+    from tal_kit.config import Config
+    from tal_kit.data.dataset import TALDataset
+    from tal_kit.detections import Detections
+    from tal_kit.extraction.checkpoints import LoadedBackbone
+    from tal_kit.model import ActionFormer
 
 __all__ = ["DetectError", "DetectVideo", "DetectResult", "grid_mismatch", "detect", "cli_detect", "build_parser"]
+
+
+GroundTruth = dict[str, list[tuple[float, float, str]]]  # video id -> (start s, end s, class name) per action
 
 
 class DetectError(ValueError):
@@ -49,13 +61,13 @@ class DetectResult:
 
     detections_path: Path
     report_path: Path | None
-    detections: Any  # tal_kit.detections.Detections, seconds
+    detections: Detections  # seconds
     label_names: list[str]
     videos: list[DetectVideo]
-    ground_truth: dict[str, list[tuple[float, float, str]]] = field(default_factory=dict)
+    ground_truth: GroundTruth = field(default_factory=dict)
 
 
-def _expected_grid(cfg: Any) -> dict[str, Any]:
+def _expected_grid(cfg: Config) -> dict[str, Any]:
     """The extraction settings the config's grid needs (what ``extract --preset`` would use)."""
     d = cfg.dataset
     fixed_length = d.feat_stride <= 0
@@ -64,12 +76,13 @@ def _expected_grid(cfg: Any) -> dict[str, Any]:
             "check_stride": not fixed_length}
 
 
-def grid_mismatch(entry: dict[str, Any], cfg: Any) -> str | None:
+def grid_mismatch(entry: dict[str, Any], cfg: Config) -> str | None:
     """Why a manifest entry's features do not fit ``cfg`` (the first differing field, with both values), or None."""
     want = _expected_grid(cfg)
     d = cfg.dataset
     if want["check_stride"] and entry.get("stride") != want["stride"]:
-        return f"field 'stride' is {entry.get('stride')} frames, the checkpoint's dataset.feat_stride is {d.feat_stride:g}"
+        return (f"field 'stride' is {entry.get('stride')} frames, the checkpoint's dataset.feat_stride is "
+                f"{d.feat_stride:g}")
     if entry.get("clip_len") != want["clip_len"]:
         return (f"field 'clip_len' is {entry.get('clip_len')} frames, the checkpoint's dataset.num_frames is "
                 f"{d.num_frames:g}")
@@ -98,7 +111,7 @@ def _read_manifest(features_dir: Path) -> dict[str, dict[str, Any]]:
     return entries
 
 
-def _collect(videos: Sequence[Path], features_dir: Path, cfg: Any) -> list[DetectVideo]:
+def _collect(videos: Sequence[Path], features_dir: Path, cfg: Config) -> list[DetectVideo]:
     """The videos' manifest entries, each checked against the checkpoint's grid."""
     from tal_kit.extraction.runner import video_id_of
 
@@ -118,8 +131,8 @@ def _collect(videos: Sequence[Path], features_dir: Path, cfg: Any) -> list[Detec
     return found
 
 
-def _extract(videos: Sequence[Path], features_dir: Path, cfg: Any, backbone: Any, *, recipe: str, batch_size: int,
-             device: str, dtype: str, progress: bool) -> list[Path]:
+def _extract(videos: Sequence[Path], features_dir: Path, cfg: Config, backbone: LoadedBackbone, *, recipe: str,
+             batch_size: int, device: torch.device, dtype: str, progress: bool) -> list[Path]:
     """Extract the videos' features on the config's grid into ``features_dir``; returns the videos that worked."""
     from tal_kit.extraction.features import ClipSettings
     from tal_kit.extraction.recipes import get_recipe
@@ -144,8 +157,8 @@ def _extract(videos: Sequence[Path], features_dir: Path, cfg: Any, backbone: Any
     return ok
 
 
-def _classes_and_truth(cfg: Any, data_root: Any, annotations: str | Path | None,
-                       video_ids: Sequence[str]) -> tuple[list[str], dict[str, list[tuple[float, float, str]]], Path | None]:
+def _classes_and_truth(cfg: Config, data_root: str | Path | None, annotations: str | Path | None,
+                       video_ids: Sequence[str]) -> tuple[list[str], GroundTruth, Path | None]:
     """Class names (the training annotations' when found) and the ground truth of the videos they annotate."""
     from tal_kit.config import resolve_path
     from tal_kit.data.annotations import load_annotations
@@ -167,16 +180,18 @@ def _classes_and_truth(cfg: Any, data_root: Any, annotations: str | Path | None,
     return list(db.label_names), truth, path
 
 
-def run_detector(model: Any, cfg: Any, dataset: Any, *, data_root: Any, device: str) -> Any:
+def run_detector(model: ActionFormer, cfg: Config, dataset: TALDataset, *, data_root: str | Path | None,
+                 device: torch.device, progress: bool = True) -> Detections:
     """The trained detector over ``dataset`` with the checkpoint's NMS and (when configured) score fusion:
-    a Detections table in seconds. The one place detect calls inference."""
-    from tal_kit.infer import predict, to_detections
+    a Detections table in seconds (the inference loop and the evaluation protocol's post-processing)."""
+    from tal_kit.evaluation.protocol import to_detections
+    from tal_kit.inference.predict import predict
 
-    predictions = predict(model, dataset, cfg, device=device, progress=False)
+    predictions = predict(model, dataset, cfg, device=device, progress=progress)
     return to_detections(predictions.video_outputs, cfg, data_root)
 
 
-def _dataset(cfg: Any, videos: Sequence[DetectVideo], label_names: Sequence[str]) -> tuple[Any, Any]:
+def _dataset(cfg: Config, videos: Sequence[DetectVideo], label_names: Sequence[str]) -> tuple[Config, TALDataset]:
     """A config reading the detect videos' feature files, and their evaluation dataset (no ground truth)."""
     import numpy as np
 
@@ -197,8 +212,8 @@ def _dataset(cfg: Any, videos: Sequence[DetectVideo], label_names: Sequence[str]
     return run_cfg, TALDataset(run_cfg, None, split=["detect"], is_training=False, annotations=db)
 
 
-def write_report(path: Path, videos: Sequence[DetectVideo], detections: Any, label_names: Sequence[str],
-                 ground_truth: dict[str, list[tuple[float, float, str]]]) -> Path:
+def write_report(path: Path, videos: Sequence[DetectVideo], detections: Detections, label_names: Sequence[str],
+                 ground_truth: GroundTruth) -> Path:
     """The standalone HTML page: each video beside its timeline (tal_kit.viz.video)."""
     from tal_kit.viz.timeline import video_detections
     from tal_kit.viz.video import LinkedVideo, write_linked_report
@@ -211,18 +226,8 @@ def write_report(path: Path, videos: Sequence[DetectVideo], detections: Any, lab
     return path
 
 
-def _device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise DetectError(f"--device {device}: no CUDA device is visible")
-    return device
-
-
 def detect(videos: Sequence[str | Path], checkpoint: str | Path, *, out: str | Path, config: str | Path | None = None,
-           overrides: Sequence[str] = (), features: str | Path | None = None, backbone: Any = None,
+           overrides: Sequence[str] = (), features: str | Path | None = None, backbone: LoadedBackbone | None = None,
            recipe: str = "videomae2_tad", data_root: str | Path | None = None,
            annotations: str | Path | None = None, device: str = "auto", dtype: str = "auto", batch_size: int = 16,
            use_ema: bool = True, report: bool = True, progress: bool = True) -> DetectResult:
@@ -234,6 +239,7 @@ def detect(videos: Sequence[str | Path], checkpoint: str | Path, *, out: str | P
     from tal_kit.config import ConfigError, load_config
     from tal_kit.extraction.runner import find_videos
     from tal_kit.infer import config_from_checkpoint, load_model
+    from tal_kit.runtime import resolve_device
 
     out = Path(out)
     paths = find_videos(videos)
@@ -243,7 +249,7 @@ def detect(videos: Sequence[str | Path], checkpoint: str | Path, *, out: str | P
         cfg = config_from_checkpoint(checkpoint)
         if overrides:
             raise ConfigError("--set needs --config (the checkpoint's own config is used as stored)")
-    device = _device(device)
+    device = resolve_device(device)
     if features is not None:
         features_dir = Path(features)
     else:
@@ -251,14 +257,14 @@ def detect(videos: Sequence[str | Path], checkpoint: str | Path, *, out: str | P
             raise DetectError("no features: pass a backbone (--backbone-checkpoint or --random-weights) or --features")
         features_dir = out / "features"
         paths = _extract(paths, features_dir, cfg, backbone, recipe=recipe, batch_size=batch_size, device=device,
-                         dtype=dtype if dtype != "auto" else ("bf16" if device.startswith("cuda") else "fp32"),
+                         dtype=dtype if dtype != "auto" else ("bf16" if device.type == "cuda" else "fp32"),
                          progress=progress)
     found = _collect(paths, features_dir, cfg)
     label_names, truth, gt_path = _classes_and_truth(cfg, data_root, annotations, [v.video_id for v in found])
     run_cfg, dataset = _dataset(cfg, found, label_names)
     print(f"detect: {len(found)} video(s) through {checkpoint} on {device}", file=sys.stderr)
     model, _ = load_model(cfg, checkpoint, device=device, use_ema=use_ema)
-    detections = run_detector(model, run_cfg, dataset, data_root=data_root, device=device)
+    detections = run_detector(model, run_cfg, dataset, data_root=data_root, device=device, progress=progress)
     detections_path = detections.to_results_json(out / "detections.json", label_names,
                                                  version=f"tal_kit detect {cfg.name}")
     report_path = write_report(out / "report.html", found, detections, label_names, truth) if report else None
@@ -269,81 +275,47 @@ def detect(videos: Sequence[str | Path], checkpoint: str | Path, *, out: str | P
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from tal_kit.extraction.checkpoints import BACKBONES
-    from tal_kit.extraction.cli import _ARCH_FLAGS
-    from tal_kit.extraction.recipes import RECIPES
+    from tal_kit.cli import add_common_options
+    from tal_kit.extraction.cli import add_backbone_options
 
     p = argparse.ArgumentParser(prog="tal-kit detect", description=__doc__.split("\n\n")[0].split(": ", 1)[1])
     p.add_argument("videos", nargs="+", help="video files and/or folders (searched recursively)")
     p.add_argument("--checkpoint", required=True, help="a tal_kit training checkpoint (or upstream with --config)")
     p.add_argument("--out", required=True, help="folder for detections.json, report.html and features/")
-    p.add_argument("--config", help="preset or YAML (default: the config stored in the checkpoint)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="dotted config override (with --config), repeatable")
+    add_common_options(p, "config", "set", "data-root", "device", help_texts={
+        "config": "preset or YAML (default: the config stored in the checkpoint)",
+        "data-root": "where the config's annotations are, for class names and ground truth (default data/<preset>)"})
     p.add_argument("--features", help="reuse this feature folder (from 'extract', with its manifest) instead of "
                    "extracting")
-    p.add_argument("--data-root", help="where the config's annotations are, for class names and ground truth "
-                   "(default data/<preset>)")
     p.add_argument("--annotations", help="annotations JSON giving class names and ground truth (overrides the "
                    "config's)")
-    p.add_argument("--backbone", choices=list(BACKBONES), help="named architecture (default: by the config's "
-                   "input_dim, as extract)")
-    weights = p.add_mutually_exclusive_group()
-    weights.add_argument("--backbone-checkpoint", help="backbone weights (as extract --checkpoint)")
-    weights.add_argument("--random-weights", action="store_true", help="a random-weight backbone (demos)")
-    p.add_argument("--trust-checkpoint", action="store_true", help="allow a backbone pickle with non-tensor objects")
-    p.add_argument("--seed", type=int, default=0, help="seed for --random-weights")
-    p.add_argument("--recipe", choices=list(RECIPES), default="videomae2_tad", help="pixel preprocessing")
-    p.add_argument("--batch-size", type=int, default=16, help="clips per backbone forward pass")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    p.add_argument("--dtype", choices=["auto", "fp32", "bf16", "fp16"], default="auto", help="backbone dtype")
+    add_backbone_options(p, weights_flag="--backbone-checkpoint", backbone_default="by the config's input_dim, "
+                         "as extract")
     p.add_argument("--raw", action="store_true", help="the detector's raw weights instead of its EMA copy")
     p.add_argument("--no-report", action="store_true", help="skip report.html")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    for name in _ARCH_FLAGS:
-        p.add_argument(f"--{name.replace('_', '-')}", type=int, help=f"override the backbone's {name}")
-    p.add_argument("--norm-eps", type=float, help="override the block LayerNorm eps")
-    p.add_argument("--fc-norm-eps", type=float, help="override the pooled LayerNorm eps")
     return p
 
 
-def _backbone_from(args: argparse.Namespace, cfg: Any) -> Any:
-    """The backbone the options name; its clip length is the grid's (the config's num_frames), as extract's."""
-    from tal_kit.extraction.checkpoints import backbone_for_dim, load_backbone, random_backbone
-    from tal_kit.extraction.cli import _ARCH_FLAGS
-
-    name = args.backbone or backbone_for_dim(cfg.dataset.input_dim) or "vit-g/14"
-    overrides = {k: getattr(args, k) for k in _ARCH_FLAGS}
-    overrides.update(norm_eps=args.norm_eps, fc_norm_eps=args.fc_norm_eps, num_frames=int(cfg.dataset.num_frames))
-    if args.random_weights:
-        return random_backbone(name, seed=args.seed, **overrides)
-    print(f"detect: loading {args.backbone_checkpoint} ...", file=sys.stderr)
-    return load_backbone(args.backbone_checkpoint, name, trust=args.trust_checkpoint, **overrides)
-
-
 def cli_detect(argv: list[str]) -> int:
-    """Entry point of ``python -m tal_kit detect`` (see the module docstring)."""
+    """Entry point of ``python -m tal_kit detect`` (see the module docstring). Bad input raises; tal_kit.cli turns
+    it into one ``error:`` line and exit 2."""
     from tal_kit.config import load_config
-    from tal_kit.extraction.checkpoints import CheckpointError as BackboneError
-    from tal_kit.extraction.runner import ExtractionError
+    from tal_kit.extraction.checkpoints import backbone_for_dim
+    from tal_kit.extraction.cli import backbone_from_args
     from tal_kit.infer import config_from_checkpoint
 
     args = build_parser().parse_args(argv)
-    try:
-        if args.batch_size < 1:
-            raise DetectError("--batch-size must be >= 1")
-        backbone = None
-        if args.features is None:
-            if not (args.backbone_checkpoint or args.random_weights):
-                raise DetectError("pass --backbone-checkpoint (or --random-weights) to extract features, or "
-                                  "--features with a folder extracted before")
-            cfg = load_config(args.config, args.overrides) if args.config else config_from_checkpoint(args.checkpoint)
-            backbone = _backbone_from(args, cfg)
-        detect(args.videos, args.checkpoint, out=args.out, config=args.config, overrides=args.overrides,
-               features=args.features, backbone=backbone, recipe=args.recipe, data_root=args.data_root,
-               annotations=args.annotations, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
-               use_ema=not args.raw, report=not args.no_report, progress=not args.no_progress)
-    except (DetectError, ExtractionError, BackboneError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    backbone = None
+    if args.features is None:
+        if not (args.backbone_checkpoint or args.random_weights):
+            raise DetectError("pass --backbone-checkpoint (or --random-weights) to extract features, or "
+                              "--features with a folder extracted before")
+        cfg = load_config(args.config, args.overrides) if args.config else config_from_checkpoint(args.checkpoint)
+        name = args.backbone or backbone_for_dim(cfg.dataset.input_dim) or "vit-g/14"
+        backbone = backbone_from_args(args, name, num_frames=int(cfg.dataset.num_frames), command="detect")
+    detect(args.videos, args.checkpoint, out=args.out, config=args.config, overrides=args.overrides,
+           features=args.features, backbone=backbone, recipe=args.recipe, data_root=args.data_root,
+           annotations=args.annotations, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
+           use_ema=not args.raw, report=not args.no_report, progress=not args.no_progress)
     return 0

@@ -19,52 +19,80 @@ from tal_kit.cli import UsageError, add_common_options
 
 if TYPE_CHECKING:
     from tal_kit.config import Config
+    from tal_kit.extraction.checkpoints import LoadedBackbone
 
-__all__ = ["cli_extract", "build_parser", "EXAMPLE_COMMAND"]
+__all__ = ["cli_extract", "build_parser", "add_backbone_options", "backbone_from_args", "EXAMPLE_COMMAND"]
 
 EXAMPLE_COMMAND = ("python -m tal_kit extract data/thumos14/videos --out data/thumos14 --preset thumos14 "
                    "--checkpoint vit_g_hybrid_pt_1200e_k710_ft.pth --device cuda --dtype bf16 --batch-size 32")
 
-_ARCH_FLAGS = ("embed_dim", "depth", "num_heads", "mlp_dim", "patch_size", "tubelet_size", "img_size")
+ARCH_FLAGS = ("embed_dim", "depth", "num_heads", "mlp_dim", "patch_size", "tubelet_size", "img_size")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def add_backbone_options(p: argparse.ArgumentParser, *, weights_flag: str = "--checkpoint",
+                         backbone_default: str = "the preset's, else vit-g/14") -> None:
+    """The options that name a feature backbone and how it runs, for every command that extracts features
+    (``extract``; ``detect``, whose own ``--checkpoint`` is the detector's, names the weights
+    ``--backbone-checkpoint``)."""
     from tal_kit.extraction.checkpoints import BACKBONES
     from tal_kit.extraction.recipes import RECIPES
 
+    p.add_argument("--backbone", choices=list(BACKBONES), help=f"named architecture (default: {backbone_default}); "
+                   "shapes in the checkpoint override width/depth/patch/tubelet/MLP")
+    weights = p.add_mutually_exclusive_group()
+    weights.add_argument(weights_flag, dest="backbone_checkpoint",
+                         help="local checkpoint: .pth/.pt/.bin/.safetensors or a Hugging Face dir")
+    weights.add_argument("--random-weights", action="store_true",
+                         help="random weights (shows the pipeline; the features carry no semantics)")
+    p.add_argument("--trust-checkpoint", action="store_true",
+                   help="allow a checkpoint pickle holding non-tensor objects (this runs code from the file)")
+    p.add_argument("--seed", type=int, default=0, help="seed for --random-weights")
+    p.add_argument("--recipe", choices=list(RECIPES), default="videomae2_tad", help="pixel preprocessing")
+    p.add_argument("--batch-size", type=int, default=16, help="clips per forward pass")
+    p.add_argument("--dtype", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
+                   help="auto: bf16 on GPU, fp32 on CPU")
+    for name in ARCH_FLAGS:
+        p.add_argument(f"--{name.replace('_', '-')}", type=int, help=f"override the architecture's {name}")
+    p.add_argument("--norm-eps", type=float, help="override the block LayerNorm eps")
+    p.add_argument("--fc-norm-eps", type=float, help="override the pooled LayerNorm eps")
+
+
+def backbone_from_args(args: argparse.Namespace, name: str, *, num_frames: int, command: str) -> LoadedBackbone:
+    """The backbone :func:`add_backbone_options`' options describe: architecture ``name`` with the flags'
+    overrides, clips of ``num_frames`` frames, random or loaded weights."""
+    from tal_kit.extraction.checkpoints import load_backbone, random_backbone
+
+    if args.batch_size < 1:
+        raise UsageError("--batch-size must be >= 1")
+    overrides = {k: getattr(args, k) for k in ARCH_FLAGS}
+    overrides.update(norm_eps=args.norm_eps, fc_norm_eps=args.fc_norm_eps, num_frames=num_frames)
+    if args.random_weights:
+        return random_backbone(name, seed=args.seed, **overrides)
+    if not args.backbone_checkpoint:
+        flag = "--checkpoint" if command == "extract" else "--backbone-checkpoint"
+        raise UsageError(f"{command}: name the backbone's weights ({flag}) or pass --random-weights")
+    print(f"{command}: loading {args.backbone_checkpoint} ...", file=sys.stderr)
+    return load_backbone(args.backbone_checkpoint, name, trust=args.trust_checkpoint, **overrides)
+
+
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tal-kit extract", description=__doc__.split("\n\n")[0],
                                 epilog=f"example: {EXAMPLE_COMMAND}")
     p.add_argument("videos", nargs="+", help="video files and/or folders (searched recursively)")
     p.add_argument("--out", required=True, help="the data root with --preset, else the feature folder")
     p.add_argument("--preset", help="a config preset (thumos14, anet, fineaction, demo, or a YAML file)")
     add_common_options(p, "set", help_texts={"set": "config override for --preset (repeatable)"})
-    p.add_argument("--backbone", choices=list(BACKBONES), help="named architecture (default: the preset's, else "
-                   "vit-g/14); shapes in the checkpoint override width/depth/patch/tubelet/MLP")
-    weights = p.add_mutually_exclusive_group(required=True)
-    weights.add_argument("--checkpoint", help="local checkpoint: .pth/.pt/.bin/.safetensors or a Hugging Face dir")
-    weights.add_argument("--random-weights", action="store_true",
-                         help="random weights (shows the pipeline; the features carry no semantics)")
-    p.add_argument("--trust-checkpoint", action="store_true",
-                   help="allow a checkpoint pickle holding non-tensor objects (this runs code from the file)")
-    p.add_argument("--seed", type=int, default=0, help="seed for --random-weights")
+    add_backbone_options(p)
     p.add_argument("--stride", type=int, help="frames between clip starts (default: preset's feat_stride, else 4)")
     p.add_argument("--clip-len", type=int, help="frames per clip (default: preset's num_frames, else 16)")
     p.add_argument("--resample-fps", type=float, help="resample to this constant fps by timestamps first "
                    "(default: the preset's default_fps when it fixes one, else native frames)")
-    p.add_argument("--recipe", choices=list(RECIPES), default="videomae2_tad", help="pixel preprocessing")
-    p.add_argument("--batch-size", type=int, default=16, help="clips per forward pass")
     add_common_options(p, "device")
-    p.add_argument("--dtype", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
-                   help="auto: bf16 on GPU, fp32 on CPU")
     p.add_argument("--shard", help="i/n: this process takes videos i, i+n, ... (default under torchrun: its rank)")
     p.add_argument("--annotations", help="where the ActionFormer JSON for unannotated videos goes (default: the "
                    "preset's json_file when absent, else <feature folder>/video_info.json)")
     p.add_argument("--subset", help="subset name in that JSON (default: the preset's first val_split, else test)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    for name in _ARCH_FLAGS:
-        p.add_argument(f"--{name.replace('_', '-')}", type=int, help=f"override the architecture's {name}")
-    p.add_argument("--norm-eps", type=float, help="override the block LayerNorm eps")
-    p.add_argument("--fc-norm-eps", type=float, help="override the pooled LayerNorm eps")
     return p
 
 
@@ -107,7 +135,7 @@ def _device_and_dtype(args: argparse.Namespace) -> tuple[str, str, tuple[int, in
 
 def _run(args: argparse.Namespace) -> int:
     from tal_kit.config import load_config, resolve_path
-    from tal_kit.extraction.checkpoints import backbone_for_dim, load_backbone, random_backbone
+    from tal_kit.extraction.checkpoints import backbone_for_dim
     from tal_kit.extraction.features import ClipSettings
     from tal_kit.extraction.recipes import get_recipe
     from tal_kit.extraction.runner import find_videos, run_extraction
@@ -124,13 +152,7 @@ def _run(args: argparse.Namespace) -> int:
                             f"{cfg.dataset.input_dim} features (no published recipe is known for it); pass "
                             "--backbone and the architecture flags")
     backbone_name = backbone_name or "vit-g/14"
-    overrides = {k: getattr(args, k) for k in _ARCH_FLAGS}
-    overrides.update(norm_eps=args.norm_eps, fc_norm_eps=args.fc_norm_eps, num_frames=clip_len)
-    if args.random_weights:
-        backbone = random_backbone(backbone_name, seed=args.seed, **overrides)
-    else:
-        print(f"extract: loading {args.checkpoint} ...", file=sys.stderr)
-        backbone = load_backbone(args.checkpoint, backbone_name, trust=args.trust_checkpoint, **overrides)
+    backbone = backbone_from_args(args, backbone_name, num_frames=clip_len, command="extract")
     if cfg is not None and backbone.model.feature_dim != cfg.dataset.input_dim:
         raise UsageError(f"--preset {args.preset}: dataset.input_dim is {cfg.dataset.input_dim} but the backbone "
                         f"gives {backbone.model.feature_dim}-d features")
@@ -169,7 +191,4 @@ def _run(args: argparse.Namespace) -> int:
 
 def cli_extract(argv: list[str]) -> int:
     """Entry point of ``tal-kit extract`` (see the module docstring)."""
-    args = build_parser().parse_args(argv)
-    if args.batch_size < 1:
-        raise UsageError("--batch-size must be >= 1")
-    return _run(args)
+    return _run(build_parser().parse_args(argv))
