@@ -213,8 +213,10 @@ def _dataset(cfg: Config, videos: Sequence[DetectVideo], label_names: Sequence[s
 
 
 def write_report(path: Path, videos: Sequence[DetectVideo], detections: Detections, label_names: Sequence[str],
-                 ground_truth: GroundTruth) -> Path:
-    """The standalone HTML page: each video beside its timeline (tal_kit.viz.video)."""
+                 ground_truth: GroundTruth, *, score_threshold: float = 0.2, browser_copies: bool = False) -> Path:
+    """The standalone HTML page: each video beside its timeline (tal_kit.viz.video). Detections scoring below
+    ``score_threshold`` stay off the timelines (detections.json keeps them all); ``browser_copies`` writes a
+    VP8/WebM copy of a video no browser plays (the page says so otherwise)."""
     from tal_kit.viz.timeline import video_detections
     from tal_kit.viz.video import LinkedVideo, write_linked_report
 
@@ -222,7 +224,7 @@ def write_report(path: Path, videos: Sequence[DetectVideo], detections: Detectio
                           detections=video_detections(detections, v.video_id),
                           ground_truth=ground_truth.get(v.video_id), label_names=list(label_names))
               for v in videos]
-    write_linked_report(path, linked)
+    write_linked_report(path, linked, score_threshold=score_threshold, make_proxies=browser_copies)
     return path
 
 
@@ -230,7 +232,8 @@ def detect(videos: Sequence[str | Path], checkpoint: str | Path, *, out: str | P
            overrides: Sequence[str] = (), features: str | Path | None = None, backbone: LoadedBackbone | None = None,
            recipe: str = "videomae2_tad", data_root: str | Path | None = None,
            annotations: str | Path | None = None, device: str = "auto", dtype: str = "auto", batch_size: int = 16,
-           use_ema: bool = True, report: bool = True, progress: bool = True) -> DetectResult:
+           use_ema: bool = True, report: bool = True, report_score: float = 0.2, browser_copies: bool = False,
+           progress: bool = True) -> DetectResult:
     """Detect actions in ``videos`` (files or folders) with a trained checkpoint; see the module docstring.
 
     ``backbone`` (a :class:`tal_kit.extraction.LoadedBackbone`) extracts the features into ``out/features``;
@@ -267,7 +270,8 @@ def detect(videos: Sequence[str | Path], checkpoint: str | Path, *, out: str | P
     detections = run_detector(model, run_cfg, dataset, data_root=data_root, device=device, progress=progress)
     detections_path = detections.to_results_json(out / "detections.json", label_names,
                                                  version=f"tal_kit detect {cfg.name}")
-    report_path = write_report(out / "report.html", found, detections, label_names, truth) if report else None
+    report_path = (write_report(out / "report.html", found, detections, label_names, truth,
+                                score_threshold=report_score, browser_copies=browser_copies) if report else None)
     note = f"; classes and ground truth from {gt_path}" if gt_path else ""
     print(f"detect: {len(detections)} detection(s) in {len(found)} video(s) -> {detections_path}"
           + (f", {report_path}" if report_path else "") + note, file=sys.stderr)
@@ -293,6 +297,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "as extract")
     p.add_argument("--raw", action="store_true", help="the detector's raw weights instead of its EMA copy")
     p.add_argument("--no-report", action="store_true", help="skip report.html")
+    p.add_argument("--report-score", type=float, default=0.2, help="detections scoring below this stay off the "
+                   "report's timelines; detections.json keeps them all (default 0.2)")
+    p.add_argument("--browser-copies", action="store_true", help="for a video no browser plays (e.g. MPEG-4 part 2, "
+                   "AVI), write a VP8/WebM copy beside the report and link that")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -317,5 +325,6 @@ def cli_detect(argv: list[str]) -> int:
     detect(args.videos, args.checkpoint, out=args.out, config=args.config, overrides=args.overrides,
            features=args.features, backbone=backbone, recipe=args.recipe, data_root=args.data_root,
            annotations=args.annotations, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
-           use_ema=not args.raw, report=not args.no_report, progress=not args.no_progress)
+           use_ema=not args.raw, report=not args.no_report, report_score=args.report_score,
+           browser_copies=args.browser_copies, progress=not args.no_progress)
     return 0

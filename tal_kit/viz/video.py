@@ -230,7 +230,8 @@ def _video_pane(video: LinkedVideo, index: int, page_dir: Path, proxy_dir: Path,
     if problem is not None:
         if not make_proxies:
             return (f'<p class="tal-note">{html.escape(problem)}: the timeline and the thumbnails still work; '
-                    "write_linked_report(..., make_proxies=True) writes a browser-playable copy.</p>", path)
+                    "<code>detect --browser-copies</code> (or <code>write_linked_report(..., make_proxies=True)</code>) "
+                    "writes a browser-playable copy.</p>", path)
         playable = write_browser_proxy(path, proxy_dir / f"{path.stem}.webm")
         note = (f'<p class="tal-note">{html.escape(problem)}: playing a VP8/WebM copy '
                 f'({html.escape(playable.name)}).</p>')
