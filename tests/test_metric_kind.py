@@ -33,6 +33,7 @@ def test_a_score_file_makes_anet_per_class(tmp_path):
 
 def test_synthetic_data_is_labelled(tmp_path):
     assert metric_kind_for_config(load_config("demo"), tmp_path).synthetic
+    assert metric_kind_for_config(load_config("demo_videos"), tmp_path).synthetic  # the video demo's generated data
     thumos = load_config("thumos14")
     assert not metric_kind_for_config(thumos, tmp_path).synthetic
     (tmp_path / SYNTHETIC_MARKER).write_text("{}")

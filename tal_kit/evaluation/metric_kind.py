@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 # Written by ``dry-run-data`` into the data root; its presence marks the features as synthetic.
 SYNTHETIC_MARKER = "SYNTHETIC_DATA.json"
+SYNTHETIC_DATASETS = ("demo", "demo_videos")  # the generated datasets' dataset_name
 
 
 @dataclass(frozen=True)
@@ -44,8 +45,8 @@ class MetricKind:
 
 
 def is_synthetic_data(dataset_name: str, data_root: str | Path | None) -> bool:
-    """True for the demo dataset and for a data root written by ``dry-run-data``."""
-    if dataset_name == "demo":
+    """True for the generated datasets (the demo, the video demo) and for a data root written by ``dry-run-data``."""
+    if dataset_name in SYNTHETIC_DATASETS:
         return True
     return data_root is not None and (Path(data_root) / SYNTHETIC_MARKER).exists()
 
