@@ -25,7 +25,8 @@ import tal_kit
 # A module belongs to the layer of the longest prefix that names it ("tal_kit" itself only names the package's
 # __init__); "*.cli" puts every package's cli module among the entry points.
 LAYERS: dict[str, tuple[str, ...]] = {
-    "shared": ("tal_kit", "tal_kit.config", "tal_kit.atomic", "tal_kit.runtime", "tal_kit.feature_files"),
+    "shared": ("tal_kit", "tal_kit.config", "tal_kit.atomic", "tal_kit.runtime", "tal_kit.feature_files",
+               "tal_kit.segments"),
     "extraction": ("tal_kit.extraction",),
     "data": ("tal_kit.data",),
     "ops": ("tal_kit.ops",),

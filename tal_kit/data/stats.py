@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from tal_kit.data.annotations import VideoRecord
+from tal_kit.segments import segment_tiou
 
 if TYPE_CHECKING:
     from tal_kit.config import DatasetConfig
@@ -60,13 +61,9 @@ def overlap_stats(videos: Sequence[VideoRecord]) -> OverlapStats:
         seg, lab = video.segments, video.labels
         if len(seg) < 2:
             continue
-        inter = np.clip(np.minimum(seg[:, None, 1], seg[None, :, 1]) - np.maximum(seg[:, None, 0], seg[None, :, 0]),
-                        0.0, None)
-        lengths = seg[:, 1] - seg[:, 0]
-        union = lengths[:, None] + lengths[None, :] - inter
-        tiou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+        tiou = segment_tiou(seg[:, None, 0], seg[:, None, 1], seg[None, :, 0], seg[None, :, 1], zero_union=0.0)
         i, j = np.triu_indices(len(seg), k=1)
-        hit = inter[i, j] > 0
+        hit = tiou[i, j] > 0  # the same as a positive intersection (a positive intersection has a positive union)
         if not hit.any():
             continue
         with_overlap += 1

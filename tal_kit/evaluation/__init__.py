@@ -13,7 +13,7 @@
 """
 from tal_kit.evaluation.fusion import FusionError, fuse_scores, load_class_scores
 from tal_kit.evaluation.ground_truth import DEDUP_MODES, GroundTruth
-from tal_kit.evaluation.matching import segment_tiou
+from tal_kit.segments import segment_tiou
 from tal_kit.evaluation.metrics import (DetectionMatches, EvaluationError, EvaluationResult, PRCurve,
                                         evaluate_detections, interpolated_average_precision, match_detections)
 

@@ -38,7 +38,7 @@ import numpy as np
 
 from tal_kit.detections import Detections
 from tal_kit.evaluation.ground_truth import GroundTruth
-from tal_kit.evaluation.matching import segment_tiou
+from tal_kit.segments import segment_tiou
 from tal_kit.evaluation.metrics import interpolated_average_precision, match_detections
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ def length_bins_for(dataset_name: str) -> str:
 def pairwise_tiou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Temporal IoU of every segment in ``a`` [N, 2] with every segment in ``b`` [M, 2] -> [N, M].
 
-    The evaluator's tIoU (`tal_kit.evaluation.matching.segment_tiou`), except where the union is 0 (two zero-length
+    The evaluator's tIoU (`tal_kit.segments.segment_tiou`), except where the union is 0 (two zero-length
     segments): DETAD counts 0 there, where the evaluator's NaN would rank first.
     """
     a = np.asarray(a, np.float64).reshape(-1, 2)

@@ -14,12 +14,9 @@ independent of the NumPy version:
 * detections: by score, highest first; equal scores keep table order (the row listed first ranks first);
 * ground truth, for one detection: by tIoU, highest first; equal tIoUs keep annotation order.
 
-**Zero-length pairs** (the one statement of the rule; every evaluation tIoU is :func:`segment_tiou`). When a
-zero-length detection meets a zero-length segment, the union is 0 and the official tIoU is NaN; NaN sorts first in
-the descending order and never compares below a threshold, so such a segment is matched first and at every
-threshold. The evaluator keeps that behaviour, to give the official numbers on any input. Where a tIoU is a
-statistic rather than a matching key (DETAD's error analysis) the pair counts as not overlapping: those callers
-pass ``zero_union=0.0``.
+**Zero-length pairs.** Every tIoU here is :func:`tal_kit.segments.segment_tiou`, which states the rule: the
+official NaN where the union is 0. NaN sorts first in the descending order and never compares below a threshold, so
+such a segment is matched first and at every threshold, as the official code does.
 
 **How it is vectorised.** All (detection, ground-truth) pairs of the same video and class are listed once with their
 tIoU. The sequential greedy walk is then resolved in rounds over every (threshold, video, class) at once: each
@@ -35,25 +32,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["segment_tiou", "rank_order", "CandidatePairs", "candidate_pairs", "greedy_match"]
+from tal_kit.segments import segment_tiou
 
-
-def segment_tiou(det_starts: np.ndarray, det_ends: np.ndarray, gt_starts: np.ndarray, gt_ends: np.ndarray, *,
-                 zero_union: float = np.nan) -> np.ndarray:
-    """Element-wise temporal IoU (the arguments broadcast: pass ``a[:, None, 0]`` and ``b[None, :, 0]`` for every
-    pair), computed as the official ``segment_iou``: the intersection is clipped at 0 and the union is
-    (ground-truth length + detection length) - intersection, no epsilon.
-
-    Where the union is not positive (two zero-length segments) the result is ``zero_union``: NaN, the official
-    value, by default; see the module docstring for who passes 0.
-    """
-    intersection = np.clip(np.minimum(det_ends, gt_ends) - np.maximum(det_starts, gt_starts), 0.0, None)
-    union = (gt_ends - gt_starts) + (det_ends - det_starts) - intersection
-    with np.errstate(divide="ignore", invalid="ignore"):
-        tiou = intersection / union
-    if np.isnan(zero_union):
-        return tiou
-    return np.where(union > 0, tiou, zero_union)
+__all__ = ["rank_order", "CandidatePairs", "candidate_pairs", "greedy_match"]
 
 
 def rank_order(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
