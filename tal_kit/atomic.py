@@ -158,6 +158,33 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]
     _fsync_dir(path.parent)
 
 
+@contextmanager
+def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary folder beside ``path`` to build a whole folder in (a generated dataset); on success it takes
+    ``path``'s place (an existing folder there is replaced, never left half-old, half-new), with the permissions
+    ``os.mkdir`` would give it; on error it is removed. A folder left by a killed process is removed first."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path.parent, path.name)
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(path.name), dir=path.parent))
+    os.chmod(tmp, new_dir_mode())  # mkdtemp makes it 0700
+    try:
+        yield tmp
+        if path.exists():
+            old = path.with_name(f".{path.name}.old")
+            if old.exists():
+                shutil.rmtree(old)
+            path.rename(old)
+            tmp.rename(path)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _fsync_dir(path.parent)
+
+
 def _fsync_dir(directory: Path) -> None:
     """Persist the rename itself (best effort: not every platform lets a directory be opened)."""
     try:

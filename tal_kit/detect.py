@@ -239,19 +239,13 @@ def detect(videos: Sequence[str | Path], checkpoint: str | Path, *, out: str | P
     ``backbone`` (a :class:`tal_kit.extraction.LoadedBackbone`) extracts the features into ``out/features``;
     ``features`` names a folder extracted earlier instead (its manifest must list every video).
     """
-    from tal_kit.config import ConfigError, load_config
     from tal_kit.extraction.runner import find_videos
-    from tal_kit.infer import config_from_checkpoint, load_model
+    from tal_kit.infer import checkpoint_config, load_model
     from tal_kit.runtime import resolve_device
 
     out = Path(out)
     paths = find_videos(videos)
-    if config is not None:
-        cfg = load_config(config, list(overrides))
-    else:
-        cfg = config_from_checkpoint(checkpoint)
-        if overrides:
-            raise ConfigError("--set needs --config (the checkpoint's own config is used as stored)")
+    cfg = checkpoint_config(checkpoint, config, overrides)
     device = resolve_device(device)
     if features is not None:
         features_dir = Path(features)
@@ -308,10 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
 def cli_detect(argv: list[str]) -> int:
     """Entry point of ``python -m tal_kit detect`` (see the module docstring). Bad input raises; tal_kit.cli turns
     it into one ``error:`` line and exit 2."""
-    from tal_kit.config import load_config
     from tal_kit.extraction.checkpoints import backbone_for_dim
     from tal_kit.extraction.cli import backbone_from_args
-    from tal_kit.infer import config_from_checkpoint
+    from tal_kit.infer import checkpoint_config
 
     args = build_parser().parse_args(argv)
     backbone = None
@@ -319,7 +312,7 @@ def cli_detect(argv: list[str]) -> int:
         if not (args.backbone_checkpoint or args.random_weights):
             raise DetectError("pass --backbone-checkpoint (or --random-weights) to extract features, or "
                               "--features with a folder extracted before")
-        cfg = load_config(args.config, args.overrides) if args.config else config_from_checkpoint(args.checkpoint)
+        cfg = checkpoint_config(args.checkpoint, args.config, args.overrides)
         name = args.backbone or backbone_for_dim(cfg.dataset.input_dim) or "vit-g/14"
         backbone = backbone_from_args(args, name, num_frames=int(cfg.dataset.num_frames), command="detect")
     detect(args.videos, args.checkpoint, out=args.out, config=args.config, overrides=args.overrides,

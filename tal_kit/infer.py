@@ -42,6 +42,17 @@ def config_from_checkpoint(path: str | Path) -> Config:
     return config_from_dict(checkpoint["config"], source=f"config stored in {path}")
 
 
+def checkpoint_config(checkpoint: str | Path, config: str | Path | None = None,
+                      overrides: Sequence[str] = ()) -> Config:
+    """The config to run ``checkpoint`` with: ``config`` (a preset or YAML, with ``overrides``) when given, else the
+    one stored in the tal_kit checkpoint (as stored: overrides then need ``config``)."""
+    if config is not None:
+        return load_config(config, list(overrides))
+    if overrides:
+        raise ConfigError("--set needs --config (the checkpoint's own config is used as stored)")
+    return config_from_checkpoint(checkpoint)
+
+
 def load_model(cfg: Config, checkpoint: str | Path | Mapping[str, Any], *, device: torch.device | str = "cpu",
                use_ema: bool = True) -> tuple[ActionFormer, int | None]:
     """An ActionFormer for ``cfg`` with a checkpoint's weights (its EMA copy by default), in eval mode.
@@ -168,12 +179,7 @@ def run_inference(checkpoint: str | Path, *, config: str | Path | None = None, o
 
     ``config`` defaults to the config stored in a tal_kit checkpoint; an upstream checkpoint needs a preset.
     """
-    if config is not None:
-        cfg = load_config(config, list(overrides))
-    else:
-        cfg = config_from_checkpoint(checkpoint)
-        if overrides:
-            raise ConfigError("--set needs --config (the checkpoint's own config is used as stored)")
+    cfg = checkpoint_config(checkpoint, config, overrides)
     resolved = resolve_device(device)
     model, epoch = load_model(cfg, checkpoint, device=resolved, use_ema=use_ema)
     return write_outputs(model, cfg, data_root=data_root, split=split, device=resolved, detections_path=out,

@@ -252,3 +252,22 @@ def test_report_best_refuses_a_best_pt_of_another_epoch(tmp_path):
     os.link(checkpoints / "epoch_002.pt", checkpoints / "best.pt")
     with pytest.raises(CheckpointError, match=r"best\.pt holds epoch 2, but the best evaluated epoch is 1"):
         write_final_outputs(trainer, cfg=None, report="best", progress=False)
+
+
+def test_atomic_folder_replaces_whole_or_not_at_all(tmp_path):
+    # a generated dataset is built beside its target: an error leaves the old folder as it was and no temporary
+    from tal_kit.atomic import atomic_folder
+
+    out = tmp_path / "data"
+    with atomic_folder(out) as tmp:
+        (tmp / "a.txt").write_text("first")
+    assert (out / "a.txt").read_text() == "first"
+    with pytest.raises(RuntimeError):
+        with atomic_folder(out) as tmp:
+            (tmp / "a.txt").write_text("second, half-built")
+            raise RuntimeError("killed")
+    assert (out / "a.txt").read_text() == "first" and sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+    with atomic_folder(out) as tmp:
+        (tmp / "b.txt").write_text("second")
+    assert sorted(p.name for p in out.iterdir()) == ["b.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]

@@ -28,10 +28,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +36,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from tal_kit.atomic import new_dir_mode, remove_stale_temporaries, temp_prefix
+from tal_kit.atomic import atomic_folder
 from tal_kit.data.features import feature_path, write_feature_file
 
 __all__ = ["THUMOS_CLASSES", "CLASS_GROUPS", "DemoSpec", "VideoPlan", "plan_videos", "plan_video",
@@ -375,11 +372,7 @@ def generate_demo_dataset(out: str | Path, spec: DemoSpec | None = None, *, over
             raise FileExistsError(f"{out} already holds a demo dataset; pass overwrite=True (--overwrite) to "
                                   f"replace it")
     started = time.perf_counter()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(out.parent, out.name)  # a generation killed earlier left its half-built folder
-    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(out.name), dir=out.parent))
-    os.chmod(tmp, new_dir_mode())  # mkdtemp makes it 0700; the dataset folder gets what os.mkdir would give it
-    try:
+    with atomic_folder(out) as tmp:  # built beside out, then swapped in whole; a killed run leaves nothing half-built
         plans = plan_videos(spec)
         (tmp / "features").mkdir()
         total_bytes = 0
@@ -402,18 +395,6 @@ def generate_demo_dataset(out: str | Path, spec: DemoSpec | None = None, *, over
                            "file_ext": ".npy", "input_dim": spec.input_dim, "feat_stride": spec.feat_stride,
                            "num_frames": spec.num_frames, "default_fps": None}, "summary": summary}
         (tmp / META_FILE).write_text(json.dumps(meta, indent=1))
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            if old.exists():
-                shutil.rmtree(old)
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     summary["seconds"] = round(time.perf_counter() - started, 2)
     if log:
         log(f"demo dataset in {out}: {summary['videos']} videos ({summary['train_videos']} train / "

@@ -27,10 +27,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +35,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from tal_kit.atomic import new_dir_mode, remove_stale_temporaries, temp_prefix
+from tal_kit.atomic import atomic_folder
 
 __all__ = ["VideoClass", "VIDEO_CLASSES", "VideoDemoSpec", "Appearance", "VideoPlan", "plan_video", "plan_videos",
            "render_frame", "video_annotations", "video_codec", "generate_demo_videos", "cli_demo_videos",
@@ -329,11 +326,7 @@ def generate_demo_videos(out: str | Path, spec: VideoDemoSpec | None = None, *, 
             raise FileExistsError(f"{out} already holds demo videos; pass --overwrite to replace them")
     started = time.perf_counter()
     codec, ext = video_codec()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(out.parent, out.name)
-    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(out.name), dir=out.parent))
-    os.chmod(tmp, new_dir_mode())
-    try:
+    with atomic_folder(out) as tmp:  # built beside out, then swapped in whole; a killed run leaves nothing half-built
         plans = plan_videos(spec)
         for k, plan in enumerate(plans):
             folder = tmp / "videos" / ("train" if plan.subset == "training" else "test")
@@ -350,18 +343,6 @@ def generate_demo_videos(out: str | Path, spec: VideoDemoSpec | None = None, *, 
         meta = {"spec": spec.to_dict(), "classes": [dataclasses.asdict(c) for c in VIDEO_CLASSES],
                 "codec": codec, "extension": ext, "summary": summary}
         (tmp / META_FILE).write_text(json.dumps(meta, indent=1))
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            if old.exists():
-                shutil.rmtree(old)
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     summary["seconds"] = round(time.perf_counter() - started, 2)
     if log:
         log(f"demo-videos in {out}: {summary['videos']} videos ({summary['train_videos']} train in videos/train, "
