@@ -20,13 +20,15 @@ if TYPE_CHECKING:
     from tal_kit.extraction.runner import RunReport
 
 __all__ = ["DEMO_VIDEO_VIT", "QUICK_VIDEO_SPEC", "video_spec", "demo_video_backbone", "extract_video_features",
-           "video_frames_figure", "synthetic_map_report"]
+           "video_frames_figure", "synthetic_map_report", "QUICK_TRAIN_OVERRIDES", "clear_previous_run", "report_view"]
 
 # The Makefile's DEMO_VIDEOS_VIT flags (`make demo-videos`): architecture vit-b/16 with these overrides.
 DEMO_VIDEO_VIT: dict[str, int] = {"embed_dim": 64, "depth": 1, "num_heads": 2, "mlp_dim": 128, "patch_size": 32,
                                   "img_size": 64}
 # Fewer videos for a smoke run (the default is 32 + 8).
 QUICK_VIDEO_SPEC: dict[str, object] = {"num_train_videos": 12, "num_test_videos": 3}
+# Fewer epochs for a smoke run (the preset trains 12 + 2 warmup); enough for the detections to find some actions.
+QUICK_TRAIN_OVERRIDES: tuple[str, ...] = ("opt.epochs=6", "opt.warmup_epochs=1")
 
 
 def video_spec(quick: bool, seed: int = 0) -> VideoDemoSpec:
@@ -86,3 +88,40 @@ def synthetic_map_report(result: EvaluationResult, num_videos: int) -> str:
     head = (f"SYNTHETIC videos (coloured shapes), {num_videos} held-out videos: this mAP tests the pipeline; it is "
             "never comparable with a published number")
     return f"{head}\n{result.table()}\naverage mAP (synthetic): {100 * result.average_mAP:.2f}%"
+
+
+def clear_previous_run(run_dir: Path, dataset_name: str = "demo_videos") -> bool:
+    """Remove ``run_dir`` when it holds an earlier run of this lesson (its checkpoint's config is ``dataset_name``),
+    so that re-running the notebook trains afresh, as ``make demo-videos`` does; any other folder is left alone
+    (and training into it is refused, naming it). Returns whether a run was removed."""
+    import shutil
+
+    from tal_kit.training.checkpoint import CheckpointError, read_checkpoint_file
+
+    last = run_dir / "checkpoints" / "last.pt"
+    if not last.exists():
+        return False
+    try:
+        stored = read_checkpoint_file(last)
+    except (CheckpointError, OSError):  # not a checkpoint we can read: not ours to remove
+        return False
+    ours = isinstance(stored, dict) and (stored.get("config") or {}).get("dataset_name") == dataset_name
+    if ours:
+        shutil.rmtree(run_dir)
+    return ours
+
+
+def report_view(path: Path, *, height: int = 520):
+    """The written report.html: inside JupyterLab an IFrame served by the Jupyter server (the video plays in it);
+    elsewhere (a headless run) a Markdown line saying where the file is, to open from ``file://``."""
+    from IPython.display import IFrame, Markdown
+
+    from tal_kit.viz.jupyter_files import current_server, files_url
+
+    server = current_server()
+    url = files_url(path, server) if server is not None else None
+    if url is not None:
+        return IFrame(url, width="100%", height=height)
+    size = path.stat().st_size / 1e6
+    return Markdown(f"The linked report is [{path}]({path.resolve().as_uri()}) ({size:.1f} MB): open it in a "
+                    "browser (it works from `file://`, offline).")
