@@ -1,8 +1,10 @@
 """Headless reproduction: run the numbered notebooks for one config with papermill and collect a results table.
 
 ``python -m tal_kit reproduce --config demo`` executes notebooks/01_*.ipynb ... 06_*.ipynb in order, each into
-``runs/<config>/NN_name.ipynb``. A notebook whose executed copy is complete (same parameters, no error, not older
-than its source, nothing upstream re-run) is skipped unless ``--force``. With ``--seeds N`` the training and
+``runs/<config>/NN_name.ipynb``. Only 01-06 are per-preset lessons (``PER_PRESET_PREFIXES``); notebook 07 (your
+own videos) generates its own dataset and is run on its own (``make demo-videos`` is its command-line twin). A
+notebook whose executed copy is complete (same parameters, no error, not older than its source, nothing upstream
+re-run) is skipped unless ``--force``. With ``--seeds N`` the training and
 evaluation notebooks run once per seed, each in ``runs/<config>/seed_<seed>/``. At the end the run's metrics are
 gathered into ``runs/<config>/results.json`` and ``results.md`` (mAP per tIoU and average; last and best epoch;
 mean +- std over seeds) beside the published numbers.
@@ -25,6 +27,8 @@ if TYPE_CHECKING:
     from tal_kit.config import Config
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+# The per-preset notebooks, by number; 07 (the video demo) is a lesson of its own and never runs per preset.
+PER_PRESET_PREFIXES = ("01", "02", "03", "04", "05", "06")
 PER_SEED_PREFIXES = ("04", "05")  # training and evaluation run once per seed
 
 # Published average mAP (%), and per-tIoU where the source gives it (SPEC §G).
@@ -55,10 +59,11 @@ class NotebookRun:
 
 
 def list_notebooks(notebook_dir: Path = NOTEBOOK_DIR) -> list[Path]:
-    """The numbered notebooks, in order."""
-    notebooks = sorted(p for p in notebook_dir.glob("[0-9][0-9]_*.ipynb"))
+    """The per-preset notebooks (numbered 01-06, PER_PRESET_PREFIXES), in order: an explicit list, so that a
+    later lesson such as 07 does not join every preset's reproduction."""
+    notebooks = sorted(p for p in notebook_dir.glob("[0-9][0-9]_*.ipynb") if p.name.startswith(PER_PRESET_PREFIXES))
     if not notebooks:
-        raise FileNotFoundError(f"no numbered notebooks in {notebook_dir}")
+        raise FileNotFoundError(f"no per-preset notebooks (01-06) in {notebook_dir}")
     return notebooks
 
 

@@ -48,8 +48,8 @@ SHARED_FIXTURE_MODULES = ("test_train_demo", "test_detect", "test_ddp", "test_br
                           "test_notebooks_01_02", "test_viz_model_replay", "test_demo_data")
 # The longest modules first, so that no worker starts a dry run while the others are finishing: the four dry runs
 # (one test each), then the other end-to-end modules, then everything else, each in file order.
-LONGEST_FIRST = ("test_dryruns", "test_browser_viz", "test_train_demo", "test_notebooks_04_05", "test_ddp",
-                 "test_notebooks_01_02", "test_model_notebook", "test_model_parity", "test_length_aware")
+LONGEST_FIRST = ("test_dryruns", "test_browser_viz", "test_train_demo", "test_notebooks_04_05", "test_notebook_07",
+                 "test_ddp", "test_notebooks_01_02", "test_model_notebook", "test_model_parity", "test_length_aware")
 
 
 def run_shared_dir(tmp_path_factory) -> Path:

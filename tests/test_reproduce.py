@@ -96,6 +96,17 @@ def test_only_declared_parameters_are_passed(notebooks, tmp_path):
     assert runs[1].parameters == {"config": "demo", "run_dir": str(tmp_path / "run"), "seed": -1, "quick": True}
 
 
+def test_a_notebook_beyond_06_is_not_a_per_preset_run(notebooks, tmp_path):
+    _notebook(notebooks / "07_own_videos.ipynb", PARAMS, "raise RuntimeError('07 must not run per preset')")
+    runs = rp.plan_runs("demo", tmp_path, tmp_path / "run", [None], True, "cpu", [], notebooks)
+    assert [r.source.name for r in runs] == ["01_first.ipynb", "04_training.ipynb"]
+
+
+def test_the_repository_plan_is_exactly_notebooks_01_to_06(tmp_path):
+    runs = rp.plan_runs("demo", tmp_path, tmp_path / "run", [None], True, "cpu", [])
+    assert [r.source.name[:2] for r in runs] == ["01", "02", "03", "04", "05", "06"]
+
+
 def test_published_row_for_real_presets():
     results = {"config": "thumos14_i3d", "run_dir": "x", "published": rp.PUBLISHED["thumos14_i3d"],
                "table": {"last": {"tiou_thresholds": [0.3, 0.5], "mAP_mean": [80.0, 70.0], "mAP_std": [0, 0],
