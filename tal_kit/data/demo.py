@@ -355,6 +355,16 @@ def load_demo_spec(root: str | Path) -> DemoSpec:
     return DemoSpec.from_dict(meta["spec"])
 
 
+def check_replaceable(out: Path, meta_file: str, what: str, overwrite: bool) -> None:
+    """Refuse to build a generated dataset into ``out`` unless it is empty, absent, or a ``what`` folder (it holds
+    ``meta_file``) that ``overwrite`` allows replacing: a generator never touches anybody else's folder."""
+    if out.exists() and any(out.iterdir()):
+        if not (out / meta_file).exists():
+            raise FileExistsError(f"{out} is not empty and is not a {what} folder; choose another --out")
+        if not overwrite:
+            raise FileExistsError(f"{out} already holds a {what}; pass overwrite=True (--overwrite) to replace it")
+
+
 def generate_demo_dataset(out: str | Path, spec: DemoSpec | None = None, *, overwrite: bool = False,
                           log=None) -> dict:
     """Write the demo dataset into ``out`` and return a summary (videos, segments, bytes, seconds).
@@ -365,12 +375,7 @@ def generate_demo_dataset(out: str | Path, spec: DemoSpec | None = None, *, over
     """
     spec = spec or DemoSpec()
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        if not (out / META_FILE).exists():
-            raise FileExistsError(f"{out} is not empty and is not a demo dataset folder; choose another --out")
-        if not overwrite:
-            raise FileExistsError(f"{out} already holds a demo dataset; pass overwrite=True (--overwrite) to "
-                                  f"replace it")
+    check_replaceable(out, META_FILE, "demo dataset", overwrite)
     started = time.perf_counter()
     with atomic_folder(out) as tmp:  # built beside out, then swapped in whole; a killed run leaves nothing half-built
         plans = plan_videos(spec)

@@ -36,6 +36,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from tal_kit.atomic import atomic_folder
+from tal_kit.data.demo import check_replaceable
 
 __all__ = ["VideoClass", "VIDEO_CLASSES", "VideoDemoSpec", "Appearance", "VideoPlan", "plan_video", "plan_videos",
            "render_frame", "video_annotations", "video_codec", "generate_demo_videos", "cli_demo_videos",
@@ -319,11 +320,7 @@ def generate_demo_videos(out: str | Path, spec: VideoDemoSpec | None = None, *, 
     """
     spec = spec or VideoDemoSpec()
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        if not (out / META_FILE).exists():
-            raise FileExistsError(f"{out} is not empty and is not a demo-videos folder; choose another --out")
-        if not overwrite:
-            raise FileExistsError(f"{out} already holds demo videos; pass --overwrite to replace them")
+    check_replaceable(out, META_FILE, "demo-videos", overwrite)
     started = time.perf_counter()
     codec, ext = video_codec()
     with atomic_folder(out) as tmp:  # built beside out, then swapped in whole; a killed run leaves nothing half-built
