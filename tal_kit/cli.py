@@ -45,6 +45,7 @@ USER_ERRORS: tuple[tuple[str, str], ...] = (
     ("tal_kit.extraction.checkpoints", "CheckpointError"),
     ("tal_kit.extraction.runner", "ExtractionError"),
     ("tal_kit.detect", "DetectError"),
+    ("tal_kit.data.demo", "DemoSettingsError"),
     ("tal_kit.compare_features", "CompareError"),
     ("yaml", "YAMLError"),
 )

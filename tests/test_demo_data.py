@@ -8,10 +8,11 @@ import warnings
 import numpy as np
 import pytest
 
+from tal_kit.__main__ import main
 from tal_kit.config import load_config
 from tal_kit.data.annotations import load_annotations
 from tal_kit.data.dataset import TALDataset
-from tal_kit.data.demo import (THUMOS_CLASSES, DemoSpec, cli_demo_data, generate_demo_dataset, load_demo_spec,
+from tal_kit.data.demo import (THUMOS_CLASSES, DemoSpec, generate_demo_dataset, load_demo_spec,
                                plan_video, plan_videos, render_features)
 
 SMALL = DemoSpec(num_train_videos=24, num_test_videos=20, max_duration=60.0)
@@ -146,11 +147,11 @@ def test_refuses_foreign_folder_and_overwrites_demo(tmp_path):
 
 def test_cli(tmp_path, capsys):
     out = tmp_path / "cli"
-    assert cli_demo_data(["--out", str(out), "--set", "num_train_videos=2", "--set", "num_test_videos=1",
+    assert main(["demo-data", "--out", str(out), "--set", "num_train_videos=2", "--set", "num_test_videos=1",
                           "--set", "max_duration=35"]) == 0
     assert "3 videos" in capsys.readouterr().out
     assert json.loads((out / "demo_meta.json").read_text())["spec"]["num_train_videos"] == 2
-    assert cli_demo_data(["--out", str(tmp_path / "x"), "--set", "num_videos=3"]) == 2
+    assert main(["demo-data", "--out", str(tmp_path / "x"), "--set", "num_videos=3"]) == 2
     assert "unknown demo settings ['num_videos']" in capsys.readouterr().err
 
 
@@ -166,5 +167,5 @@ def test_bad_settings(settings, message):
 
 
 def test_cli_bad_value(tmp_path, capsys):
-    assert cli_demo_data(["--out", str(tmp_path / "x"), "--set", "seed=abc"]) == 2
+    assert main(["demo-data", "--out", str(tmp_path / "x"), "--set", "seed=abc"]) == 2
     assert "setting seed: 'abc' is not a number" in capsys.readouterr().err

@@ -6,7 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from tal_kit.data.demo_videos import (META_FILE, VIDEO_CLASSES, VideoDemoSpec, cli_demo_videos,
+from tal_kit.__main__ import main
+from tal_kit.data.demo_videos import (META_FILE, VIDEO_CLASSES, VideoDemoSpec,
                                       generate_demo_videos, plan_video)
 
 SMALL = VideoDemoSpec(seed=5, num_train_videos=2, num_test_videos=1, min_duration=9.0, max_duration=10.0,
@@ -92,8 +93,8 @@ def test_cli_refuses_a_foreign_folder_and_bad_settings(tmp_path, capsys):
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
-    assert cli_demo_videos(["--out", str(foreign)]) == 2
+    assert main(["demo-videos", "--out", str(foreign)]) == 2
     assert "not a demo-videos folder" in capsys.readouterr().err
-    assert cli_demo_videos(["--out", str(tmp_path / "x"), "--set", "fps=0"]) == 2
+    assert main(["demo-videos", "--out", str(tmp_path / "x"), "--set", "fps=0"]) == 2
     assert "fps" in capsys.readouterr().err
     assert (foreign / "notes.txt").read_text() == "mine"

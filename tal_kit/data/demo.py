@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +58,10 @@ CLASS_GROUPS = {
     "lift": ["CleanAndJerk"],
 }
 META_FILE = "demo_meta.json"
+
+
+class DemoSettingsError(ValueError):
+    """A generator setting that cannot be used (unknown, malformed or out of range); the message names it."""
 
 
 @dataclass(frozen=True)
@@ -99,7 +102,7 @@ class DemoSpec:
 
     def __post_init__(self) -> None:
         def fail(name: str, why: str) -> None:
-            raise ValueError(f"demo setting {name} = {getattr(self, name)!r}: {why}")
+            raise DemoSettingsError(f"demo setting {name} = {getattr(self, name)!r}: {why}")
 
         for name in ("seed", "num_train_videos", "num_test_videos", "input_dim", "feat_stride", "num_frames"):
             value = getattr(self, name)
@@ -128,7 +131,7 @@ class DemoSpec:
         known = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - set(known))
         if unknown:
-            raise ValueError(f"unknown demo settings {unknown}; known: {sorted(known)}")
+            raise DemoSettingsError(f"unknown demo settings {unknown}; known: {sorted(known)}")
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
@@ -430,20 +433,21 @@ def cli_demo_data(argv: list[str]) -> int:
                         help=f"generator setting, e.g. num_train_videos=50 (repeatable); settings: "
                              f"{', '.join(f.name for f in dataclasses.fields(DemoSpec))}")
     args = parser.parse_args(argv)
-    try:
-        spec = DemoSpec.from_dict(dict(_split_setting(s) for s in args.settings))
-        generate_demo_dataset(args.out, spec, overwrite=args.overwrite, log=print)
-    except (ValueError, FileExistsError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    generate_demo_dataset(args.out, DemoSpec.from_dict(parse_settings(args.settings)), overwrite=args.overwrite,
+                          log=print)
     return 0
 
 
-def _split_setting(text: str) -> tuple[str, object]:
-    if "=" not in text:
-        raise ValueError(f"setting {text!r} must look like key=value")
-    key, value = text.split("=", 1)
-    try:
-        return key.strip(), json.loads(value)
-    except json.JSONDecodeError:
-        raise ValueError(f"setting {key.strip()}: {value!r} is not a number, list or quoted string") from None
+def parse_settings(texts: Sequence[str]) -> dict[str, object]:
+    """``--set key=value`` strings of a generator -> {key: JSON value}."""
+    settings = {}
+    for text in texts:
+        if "=" not in text:
+            raise DemoSettingsError(f"setting {text!r} must look like key=value")
+        key, value = text.split("=", 1)
+        try:
+            settings[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            raise DemoSettingsError(f"setting {key.strip()}: {value!r} is not a number, list or quoted "
+                                    "string") from None
+    return settings

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +35,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from tal_kit.atomic import atomic_folder
-from tal_kit.data.demo import check_replaceable
+from tal_kit.data.demo import DemoSettingsError, check_replaceable, parse_settings
 
 __all__ = ["VideoClass", "VIDEO_CLASSES", "VideoDemoSpec", "Appearance", "VideoPlan", "plan_video", "plan_videos",
            "render_frame", "video_annotations", "video_codec", "generate_demo_videos", "cli_demo_videos",
@@ -85,7 +84,7 @@ class VideoDemoSpec:
 
     def __post_init__(self) -> None:
         def fail(name: str, why: str) -> None:
-            raise ValueError(f"demo-videos setting {name} = {getattr(self, name)!r}: {why}")
+            raise DemoSettingsError(f"demo-videos setting {name} = {getattr(self, name)!r}: {why}")
 
         for name in ("num_train_videos", "num_test_videos", "fps", "size"):
             value = getattr(self, name)
@@ -115,7 +114,7 @@ class VideoDemoSpec:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"unknown demo-videos settings {unknown}; known: {sorted(known)}")
+            raise DemoSettingsError(f"unknown demo-videos settings {unknown}; known: {sorted(known)}")
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
@@ -290,7 +289,7 @@ def video_codec() -> tuple[str, str]:
         return "libx264", ".mp4"
     if "libvpx-vp9" in available:
         return "libvpx-vp9", ".webm"
-    raise RuntimeError("this PyAV build has neither libx264 nor libvpx-vp9 to encode browser-playable videos")
+    raise DemoSettingsError("this PyAV build has neither libx264 nor libvpx-vp9 to encode browser-playable videos")
 
 
 def _encode(path: Path, spec: VideoDemoSpec, plan: VideoPlan, codec: str) -> None:
@@ -362,25 +361,13 @@ def cli_demo_videos(argv: list[str]) -> int:
                         help=f"generator setting (repeatable); settings: "
                              f"{', '.join(f.name for f in dataclasses.fields(VideoDemoSpec))}")
     args = parser.parse_args(argv)
-    try:
-        settings: dict = {}
-        for text in args.settings:
-            if "=" not in text:
-                raise ValueError(f"setting {text!r} must look like key=value")
-            key, value = text.split("=", 1)
-            try:
-                settings[key.strip()] = json.loads(value)
-            except json.JSONDecodeError:
-                raise ValueError(f"setting {key.strip()}: {value!r} is not a number or a list") from None
-        if args.num_videos is not None:
-            if args.num_videos < 2:
-                raise ValueError("--num-videos must be at least 2 (one to train on, one held out)")
-            test = max(1, args.num_videos // 5)
-            settings.update(num_train_videos=args.num_videos - test, num_test_videos=test)
-        if args.seed is not None:
-            settings["seed"] = args.seed
-        generate_demo_videos(args.out, VideoDemoSpec.from_dict(settings), overwrite=args.overwrite, log=print)
-    except (ValueError, FileExistsError, RuntimeError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    settings = parse_settings(args.settings)
+    if args.num_videos is not None:
+        if args.num_videos < 2:
+            raise DemoSettingsError("--num-videos must be at least 2 (one to train on, one held out)")
+        test = max(1, args.num_videos // 5)
+        settings.update(num_train_videos=args.num_videos - test, num_test_videos=test)
+    if args.seed is not None:
+        settings["seed"] = args.seed
+    generate_demo_videos(args.out, VideoDemoSpec.from_dict(settings), overwrite=args.overwrite, log=print)
     return 0
