@@ -67,30 +67,22 @@ class DetectResult:
     ground_truth: GroundTruth = field(default_factory=dict)
 
 
-def _expected_grid(cfg: Config) -> dict[str, Any]:
-    """The extraction settings the config's grid needs (what ``extract --preset`` would use)."""
-    d = cfg.dataset
-    fixed_length = d.feat_stride <= 0
-    return {"stride": 16 if fixed_length else int(d.feat_stride), "clip_len": int(d.num_frames),
-            "fps": None if fixed_length else d.default_fps, "feature_dim": int(d.input_dim),
-            "check_stride": not fixed_length}
-
-
 def grid_mismatch(entry: dict[str, Any], cfg: Config) -> str | None:
     """Why a manifest entry's features do not fit ``cfg`` (the first differing field, with both values), or None."""
-    want = _expected_grid(cfg)
-    d = cfg.dataset
-    if want["check_stride"] and entry.get("stride") != want["stride"]:
+    from tal_kit.extraction.features import preset_clip_settings
+
+    want, d = preset_clip_settings(cfg), cfg.dataset
+    if d.feat_stride > 0 and entry.get("stride") != want.stride:  # a fixed-length grid is resized: any stride fits
         return (f"field 'stride' is {entry.get('stride')} frames, the checkpoint's dataset.feat_stride is "
                 f"{d.feat_stride:g}")
-    if entry.get("clip_len") != want["clip_len"]:
+    if entry.get("clip_len") != want.clip_len:
         return (f"field 'clip_len' is {entry.get('clip_len')} frames, the checkpoint's dataset.num_frames is "
                 f"{d.num_frames:g}")
-    if entry.get("feature_dim") != want["feature_dim"]:
+    if entry.get("feature_dim") != d.input_dim:
         return (f"field 'feature_dim' is {entry.get('feature_dim')}, the checkpoint's dataset.input_dim is "
                 f"{d.input_dim}")
-    if want["fps"] is not None and abs(float(entry.get("fps") or 0.0) - float(want["fps"])) > 1e-3:
-        return f"field 'fps' is {entry.get('fps')}, the checkpoint's dataset.default_fps is {want['fps']:g}"
+    if want.resample_fps is not None and abs(float(entry.get("fps") or 0.0) - want.resample_fps) > 1e-3:
+        return f"field 'fps' is {entry.get('fps')}, the checkpoint's dataset.default_fps is {want.resample_fps:g}"
     return None
 
 
@@ -134,16 +126,15 @@ def _collect(videos: Sequence[Path], features_dir: Path, cfg: Config) -> list[De
 def _extract(videos: Sequence[Path], features_dir: Path, cfg: Config, backbone: LoadedBackbone, *, recipe: str,
              batch_size: int, device: torch.device, dtype: str, progress: bool) -> list[Path]:
     """Extract the videos' features on the config's grid into ``features_dir``; returns the videos that worked."""
-    from tal_kit.extraction.features import ClipSettings
+    from tal_kit.extraction.features import preset_clip_settings
     from tal_kit.extraction.recipes import get_recipe
     from tal_kit.extraction.runner import run_extraction, video_id_of
 
-    want = _expected_grid(cfg)
-    if backbone.model.feature_dim != want["feature_dim"]:
+    if backbone.model.feature_dim != cfg.dataset.input_dim:
         raise DetectError(f"the backbone gives {backbone.model.feature_dim}-d features (field 'feature_dim'), the "
-                          f"checkpoint's dataset.input_dim is {want['feature_dim']}: choose the backbone the "
+                          f"checkpoint's dataset.input_dim is {cfg.dataset.input_dim}: choose the backbone the "
                           "detector was trained on")
-    grid = ClipSettings(want["stride"], want["clip_len"], want["fps"])
+    grid = preset_clip_settings(cfg)
     pixels = get_recipe(recipe, backbone.model.arch.img_size)
     print(f"detect: extracting features of {len(videos)} video(s) with {backbone.name} "
           f"({backbone.checkpoint}), clips of {grid.clip_len} frames every {grid.stride} -> {features_dir}",

@@ -97,17 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _grid_from(args: argparse.Namespace, cfg: Config | None) -> tuple[int, int, float | None]:
-    d = cfg.dataset if cfg is not None else None
-    fixed_length = d is not None and d.feat_stride <= 0  # e.g. FineAction: features resized to a fixed length
-    # a fixed-length preset says nothing about the stride: VideoMAEv2's FineAction recipe uses 16 (EXTRACTION.md §1)
-    stride = args.stride or (16 if fixed_length else d.feat_stride if d is not None else 4)
-    clip_len = args.clip_len or (d.num_frames if d is not None else 16)
-    # a preset that fixes the fps of its grid (anet: 15) needs features on that grid; fixed-length ones do not
-    preset_fps = d.default_fps if d is not None and not fixed_length else None
-    fps = args.resample_fps if args.resample_fps is not None else preset_fps
-    if stride != int(stride) or clip_len != int(clip_len):
-        raise UsageError(f"stride {stride} and clip length {clip_len} must be whole numbers of frames")
-    stride, clip_len = int(stride), int(clip_len)
+    from tal_kit.extraction.features import ClipSettings, preset_clip_settings
+
+    preset = preset_clip_settings(cfg) if cfg is not None else ClipSettings()  # the preset's grid, else 4/16 native
+    stride = args.stride or preset.stride
+    clip_len = args.clip_len or preset.clip_len
+    fps = args.resample_fps if args.resample_fps is not None else preset.resample_fps
     if fps is not None and not fps > 0:
         raise UsageError(f"--resample-fps must be > 0, got {fps}")
     if stride < 1 or clip_len < 1:

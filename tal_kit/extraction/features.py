@@ -11,7 +11,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -19,6 +19,9 @@ import torch
 from tal_kit.extraction.clips import batch_clips
 from tal_kit.extraction.decode import DecodeError, FrameRateMonitor, iter_frames, probe_video, resample_to_cfr
 from tal_kit.extraction.recipes import Recipe
+
+if TYPE_CHECKING:
+    from tal_kit.config import Config
 
 __all__ = ["ClipSettings", "VideoFeatures", "BadVideo", "extract_video", "DTYPES"]
 
@@ -36,6 +39,27 @@ class ClipSettings:
     stride: int = 4
     clip_len: int = 16
     resample_fps: float | None = None  # None: native frames (the recipe); else CFR-resampled by timestamps
+
+
+def preset_clip_settings(cfg: Config) -> ClipSettings:
+    """The extraction grid a preset's features sit on: its ``feat_stride`` and ``num_frames``, at the fps it fixes.
+
+    A fixed-length preset (``feat_stride <= 0``, e.g. FineAction: features resized to a fixed length) says nothing
+    about the stride or fps; VideoMAEv2's recipe for it is a stride of 16 at native fps (EXTRACTION.md §1).
+    """
+    d = cfg.dataset
+    if d.feat_stride <= 0:
+        return ClipSettings(16, _whole(d.num_frames, "dataset.num_frames"), None)
+    return ClipSettings(_whole(d.feat_stride, "dataset.feat_stride"), _whole(d.num_frames, "dataset.num_frames"),
+                        d.default_fps)
+
+
+def _whole(value: float, key: str) -> int:
+    from tal_kit.config import ConfigError
+
+    if value != int(value):
+        raise ConfigError(f"{key} = {value:g}: features are extracted every whole number of frames")
+    return int(value)
 
 
 @dataclass

@@ -48,13 +48,13 @@ def extract_video_features(cfg: Config, data_root: Path, backbone: LoadedBackbon
                            batch_size: int = 32, recipe: str = "videomae2_tad") -> RunReport:
     """Every video under ``data_root/videos`` -> the config's feature folder, on its grid (as
     ``extract DATA_ROOT/videos --out DATA_ROOT --preset <cfg>`` does)."""
-    from tal_kit.extraction.features import ClipSettings
+    from tal_kit.extraction.features import preset_clip_settings
     from tal_kit.extraction.recipes import get_recipe
     from tal_kit.extraction.runner import find_videos, run_extraction
 
     d = cfg.dataset
     feature_dir = resolve_path(cfg, data_root, d.feat_folder)
-    grid = ClipSettings(int(d.feat_stride), int(d.num_frames), d.default_fps)  # the config may hold floats
+    grid = preset_clip_settings(cfg)
     return run_extraction(find_videos([data_root / "videos"]), feature_dir, backbone,
                           get_recipe(recipe, backbone.model.arch.img_size), grid, batch_size=batch_size,
                           device=device, file_prefix=d.file_prefix or "", file_ext=d.file_ext,
