@@ -39,6 +39,7 @@ def add_backbone_options(p: argparse.ArgumentParser, *, weights_flag: str = "--c
 
     p.add_argument("--backbone", choices=list(BACKBONES), help=f"named architecture (default: {backbone_default}); "
                    "shapes in the checkpoint override width/depth/patch/tubelet/MLP")
+    p.set_defaults(weights_flag=weights_flag)  # for the message when neither weights option is given
     weights = p.add_mutually_exclusive_group()
     weights.add_argument(weights_flag, dest="backbone_checkpoint",
                          help="local checkpoint: .pth/.pt/.bin/.safetensors or a Hugging Face dir")
@@ -69,8 +70,7 @@ def backbone_from_args(args: argparse.Namespace, name: str, *, num_frames: int, 
     if args.random_weights:
         return random_backbone(name, seed=args.seed, **overrides)
     if not args.backbone_checkpoint:
-        flag = "--checkpoint" if command == "extract" else "--backbone-checkpoint"
-        raise UsageError(f"{command}: name the backbone's weights ({flag}) or pass --random-weights")
+        raise UsageError(f"{command}: name the backbone's weights ({args.weights_flag}) or pass --random-weights")
     print(f"{command}: loading {args.backbone_checkpoint} ...", file=sys.stderr)
     return load_backbone(args.backbone_checkpoint, name, trust=args.trust_checkpoint, **overrides)
 
@@ -113,17 +113,11 @@ def _grid_from(args: argparse.Namespace, cfg: Config | None) -> tuple[int, int, 
 def _device_and_dtype(args: argparse.Namespace) -> tuple[str, str, tuple[int, int]]:
     import os
 
-    import torch
-
     from tal_kit.extraction.runner import resolve_shard
+    from tal_kit.runtime import resolve_device
 
     shard = resolve_shard(args.shard)
-    device = args.device
-    if device == "auto":
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        device = f"cuda:{local}" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"--device {device}: no CUDA device is visible")
+    device = str(resolve_device(args.device, int(os.environ.get("LOCAL_RANK", "0"))))  # each torchrun rank its GPU
     dtype = args.dtype if args.dtype != "auto" else ("bf16" if device.startswith("cuda") else "fp32")
     return device, dtype, shard
 

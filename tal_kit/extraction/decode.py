@@ -14,11 +14,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
-__all__ = ["DecodeError", "VideoInfo", "Frame", "probe_video", "iter_frames", "resample_to_cfr",
+__all__ = ["DecodeError", "VideoInfo", "Frame", "open_video", "probe_video", "iter_frames", "resample_to_cfr",
            "FrameRateMonitor", "VFR_TOLERANCE"]
 
 # A frame interval that differs from the nominal 1/fps by more than this fraction of it marks the file as
@@ -56,7 +56,8 @@ class Frame:
     rgb: np.ndarray  # uint8 [H, W, 3]
 
 
-def _open(path: Path):
+def open_video(path: Path) -> Any:  # av.container.InputContainer (PyAV is imported lazily)
+    """The PyAV container of a video file with a video stream; DecodeError (naming the file) otherwise."""
     import av
 
     try:
@@ -77,7 +78,7 @@ def _stream_fps(stream) -> float:
 def probe_video(path: str | Path) -> VideoInfo:
     """Header facts of the first video stream (cheap: nothing is decoded)."""
     path = Path(path)
-    container = _open(path)
+    container = open_video(path)
     try:
         stream = container.streams.video[0]
         return VideoInfo(path, int(stream.codec_context.width), int(stream.codec_context.height),
@@ -95,7 +96,7 @@ def iter_frames(path: str | Path, *, threads: bool = True) -> Iterator[Frame]:
     import av
 
     path = Path(path)
-    container = _open(path)
+    container = open_video(path)
     try:
         stream = container.streams.video[0]
         if threads:

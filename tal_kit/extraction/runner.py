@@ -35,7 +35,8 @@ from tal_kit.feature_files import FEATURE_FORMATS, write_features
 __all__ = ["ExtractionError", "VIDEO_EXTENSIONS", "find_videos", "video_id_of", "resolve_shard", "RunReport",
            "save_features", "run_extraction", "write_unannotated_json", "MANIFEST_DIR"]
 
-VIDEO_EXTENSIONS = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts")
+# what counts as a video file; browser-playable containers first (the explorer takes the first that exists)
+VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v", ".ogv", ".mpg", ".mpeg", ".wmv", ".flv", ".ts")
 MANIFEST_DIR = "manifest.d"
 # fields that must agree for an existing entry to count as done (else the run refuses to mix grids in one folder)
 _SAME = ("stride", "clip_len", "resample_fps", "recipe", "checkpoint_sha256", "feature_dim")

@@ -30,7 +30,8 @@ from tal_kit.inference.nms import apply_nms, nms_settings
 from tal_kit.viz.jupyter_files import JupyterServer, current_server, files_url
 from tal_kit.viz.timeline import DetectionsLike, Track, timeline, video_detections
 from tal_kit.viz.video import LINK_JS, VIDEO_MIME, link_figure, video_source_html
-from tal_kit.viz.video_frames import VIDEO_EXTENSIONS, Thumbnail, playability, thumbnail_times, thumbnails
+from tal_kit.extraction.runner import VIDEO_EXTENSIONS
+from tal_kit.viz.video_frames import Thumbnail, playability, thumbnail_times, thumbnails
 
 __all__ = ["Explorer", "explorer"]
 

@@ -16,13 +16,11 @@ from typing import Sequence
 import numpy as np
 
 from tal_kit.atomic import atomic_path
-from tal_kit.extraction.decode import DecodeError, probe_video
+from tal_kit.extraction.decode import DecodeError, open_video, probe_video
 
 __all__ = ["Thumbnail", "thumbnail_times", "frames_at", "thumbnails", "playability", "write_browser_proxy",
-           "VIDEO_EXTENSIONS", "BROWSER_CODECS"]
+           "BROWSER_CODECS"]
 
-# Extensions looked for when only a folder and a video id are known (first match wins).
-VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v", ".ogv", ".mpg", ".mpeg", ".wmv", ".flv")
 # What Chromium (Debian's build, checked by tests/test_browser_video.py) and Firefox play, by container extension:
 # FFmpeg codec names. MPEG-4 part 2 in an .mp4 (FFmpeg's "mpeg4") does NOT play, hence the codec check.
 BROWSER_CODECS = {".mp4": {"h264", "av1", "vp9"}, ".m4v": {"h264", "av1", "vp9"},
@@ -60,13 +58,8 @@ def frames_at(path: str | Path, times: Sequence[float], *, height: int = 72):
     import av
 
     path = Path(path)
+    container = open_video(path)
     try:
-        container = av.open(str(path))
-    except (av.error.FFmpegError, OSError) as err:
-        raise DecodeError(path, f"cannot be opened as a video ({type(err).__name__}: {err})") from None
-    try:
-        if not container.streams.video:
-            raise DecodeError(path, "has no video stream")
         stream = container.streams.video[0]
         base = stream.time_base
         start = float(stream.start_time * base) if stream.start_time is not None else 0.0
