@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,16 +86,10 @@ def grid_mismatch(entry: dict[str, Any], cfg: Config) -> str | None:
 
 
 def _read_manifest(features_dir: Path) -> dict[str, dict[str, Any]]:
-    """Entries by video id: manifest.d/<id>.json (written per video) over manifest.json (rebuilt per run)."""
-    from tal_kit.extraction.runner import MANIFEST_DIR
+    """The feature folder's manifest entries by video id; refused when there are none."""
+    from tal_kit.extraction.runner import read_manifest_entries
 
-    entries: dict[str, dict[str, Any]] = {}
-    whole = features_dir / "manifest.json"
-    if whole.exists():
-        entries.update(json.loads(whole.read_text()).get("videos", {}))
-    for path in sorted((features_dir / MANIFEST_DIR).glob("*.json")):
-        entry = json.loads(path.read_text())
-        entries[entry["video_id"]] = entry
+    entries = read_manifest_entries(features_dir)
     if not entries:
         raise DetectError(f"{features_dir}: no manifest.json (or manifest.d/) of extracted features; "
                           "run 'python -m tal_kit extract' into it, or leave out --features")

@@ -33,7 +33,7 @@ from tal_kit.atomic import write_json_atomic
 from tal_kit.feature_files import FEATURE_FORMATS, write_features
 
 __all__ = ["ExtractionError", "VIDEO_EXTENSIONS", "find_videos", "video_id_of", "resolve_shard", "RunReport",
-           "save_features", "run_extraction", "write_unannotated_json", "MANIFEST_DIR"]
+           "save_features", "run_extraction", "write_unannotated_json", "read_manifest_entries", "MANIFEST_DIR"]
 
 # what counts as a video file; browser-playable containers first (the explorer takes the first that exists)
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v", ".ogv", ".mpg", ".mpeg", ".wmv", ".flv", ".ts")
@@ -119,12 +119,27 @@ def _read_entry(path: Path) -> dict | None:
         return None
 
 
-def _rebuild_manifest(out_dir: Path, failed: dict[str, str]) -> Path:
+def _entries_written(out_dir: Path) -> dict[str, dict]:
+    """The per-video entries of manifest.d/ (one file per finished video; a half-written one is skipped)."""
     entries = {}
     for p in sorted((out_dir / MANIFEST_DIR).glob("*.json")):
         entry = _read_entry(p)
         if entry is not None:
             entries[entry["video_id"]] = entry
+    return entries
+
+
+def read_manifest_entries(out_dir: str | Path) -> dict[str, dict]:
+    """Every video's manifest entry in a feature folder: manifest.d/ (written per video) over manifest.json
+    (rebuilt at the end of a run)."""
+    out_dir = Path(out_dir)
+    entries = dict((_read_entry(out_dir / "manifest.json") or {}).get("videos", {}))
+    entries.update(_entries_written(out_dir))
+    return entries
+
+
+def _rebuild_manifest(out_dir: Path, failed: dict[str, str]) -> Path:
+    entries = _entries_written(out_dir)
     previous = _read_entry(out_dir / "manifest.json") or {}
     failures = {k: v for k, v in previous.get("failed", {}).items() if k not in entries}
     failures.update(failed)
