@@ -44,20 +44,21 @@ def demo_video_backbone(cfg: Config, seed: int = 0) -> LoadedBackbone:
     return random_backbone("vit-b/16", seed=seed, num_frames=cfg.dataset.num_frames, **DEMO_VIDEO_VIT)
 
 
-def extract_video_features(cfg: Config, data_root: Path, backbone: LoadedBackbone, *, device: str = "cpu",
+def extract_video_features(cfg: Config, data_root: Path, backbone: LoadedBackbone, *, device: str = "auto",
                            batch_size: int = 32, recipe: str = "videomae2_tad") -> RunReport:
     """Every video under ``data_root/videos`` -> the config's feature folder, on its grid (as
     ``extract DATA_ROOT/videos --out DATA_ROOT --preset <cfg>`` does)."""
     from tal_kit.extraction.features import preset_clip_settings
     from tal_kit.extraction.recipes import get_recipe
     from tal_kit.extraction.runner import find_videos, run_extraction
+    from tal_kit.runtime import resolve_device
 
     d = cfg.dataset
     feature_dir = resolve_path(cfg, data_root, d.feat_folder)
     grid = preset_clip_settings(cfg)
     return run_extraction(find_videos([data_root / "videos"]), feature_dir, backbone,
                           get_recipe(recipe, backbone.model.arch.img_size), grid, batch_size=batch_size,
-                          device=device, file_prefix=d.file_prefix or "", file_ext=d.file_ext,
+                          device=resolve_device(device), file_prefix=d.file_prefix or "", file_ext=d.file_ext,
                           annotations=feature_dir / "video_info.json", num_classes=d.num_classes, progress=False)
 
 
