@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 
 import matplotlib
 
@@ -11,6 +10,7 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+from tal_kit.config import OptConfig  # noqa: E402
 from tal_kit.tutorial.training import ema_illustration  # noqa: E402
 from tal_kit.viz.figures import save_figure  # noqa: E402
 from tal_kit.viz.training import LiveLossPlot, plot_lr_schedule, plot_training_curves, read_metrics  # noqa: E402
@@ -40,8 +40,8 @@ def test_read_metrics_and_plot(tmp_path):
 
 
 def test_lr_schedule_plot_shows_the_schedule():
-    opt = SimpleNamespace(learning_rate=1e-3, warmup=True, warmup_epochs=2, epochs=2, schedule_type="cosine",
-                          eta_min=0.0, schedule_steps=[], schedule_gamma=0.1)
+    opt = OptConfig(learning_rate=1e-3, warmup=True, warmup_epochs=2, epochs=2, schedule_type="cosine",
+                    eta_min=0.0, schedule_steps=[], schedule_gamma=0.1)
     fig = plot_lr_schedule(opt, iters_per_epoch=3)
     y = fig.axes[0].lines[0].get_ydata()
     # W = 6, M = 12: lr(k) = k·base/5 for k < 6, then 0.5·base·(1 + cos(pi·(k − 6)/6))

@@ -73,20 +73,19 @@ class IterationSchedule(LRScheduler):
         return [self.lr_at(self.last_epoch, base_lr) for base_lr in self.base_lrs]
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, opt_cfg: OptConfig, iters_per_epoch: int) -> IterationSchedule:
-    """The schedule of ``cfg.opt`` for ``iters_per_epoch`` iterations per epoch (``len(train_loader)``).
-
-    Training lasts ``opt_cfg.total_epochs`` epochs: ``epochs``, plus ``warmup_epochs`` when ``opt.warmup`` is on.
-    """
+def schedule_settings(opt_cfg: OptConfig, iters_per_epoch: int) -> dict:
+    """The keyword arguments of :func:`learning_rate_at` (bar ``base_lr``) for ``cfg.opt`` at ``iters_per_epoch``
+    iterations per epoch (``len(train_loader)``): training lasts ``opt_cfg.total_epochs`` epochs, ``epochs`` plus
+    ``warmup_epochs`` when ``opt.warmup`` is on; milestones are epochs, counted in iterations."""
     if iters_per_epoch < 1:
         raise ValueError("the training loader yields no batch per epoch: fewer training videos than loader.batch_size?")
     warmup_epochs = int(opt_cfg.warmup_epochs) if opt_cfg.warmup else 0
-    return IterationSchedule(
-        optimizer,
-        warmup_steps=warmup_epochs * iters_per_epoch,
-        total_steps=opt_cfg.total_epochs * iters_per_epoch,
-        schedule_type=opt_cfg.schedule_type,
-        eta_min=float(opt_cfg.eta_min),
-        milestones=[iters_per_epoch * int(s) for s in opt_cfg.schedule_steps],
-        gamma=float(opt_cfg.schedule_gamma),
-    )
+    return dict(warmup_steps=warmup_epochs * iters_per_epoch, total_steps=opt_cfg.total_epochs * iters_per_epoch,
+                schedule_type=opt_cfg.schedule_type, eta_min=float(opt_cfg.eta_min),
+                milestones=[iters_per_epoch * int(s) for s in opt_cfg.schedule_steps],
+                gamma=float(opt_cfg.schedule_gamma))
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, opt_cfg: OptConfig, iters_per_epoch: int) -> IterationSchedule:
+    """The schedule of ``cfg.opt`` for ``iters_per_epoch`` iterations per epoch (see :func:`schedule_settings`)."""
+    return IterationSchedule(optimizer, **schedule_settings(opt_cfg, iters_per_epoch))

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from tal_kit.training.schedule import learning_rate_at
+from tal_kit.training.schedule import learning_rate_at, schedule_settings
 
 if TYPE_CHECKING:
     from tal_kit.config import OptConfig
@@ -69,13 +69,11 @@ def plot_lr_schedule(opt_cfg: OptConfig, iters_per_epoch: int) -> Figure:
     if iters_per_epoch <= 0:
         raise ValueError("no training iterations per epoch: loader.batch_size exceeds the number of training videos "
                          "(the last incomplete batch is dropped, as in the recipe)")
-    warmup_epochs = opt_cfg.warmup_epochs if opt_cfg.warmup else 0
-    warmup, total = warmup_epochs * iters_per_epoch, (opt_cfg.epochs + warmup_epochs) * iters_per_epoch
+    settings = schedule_settings(opt_cfg, iters_per_epoch)  # the schedule training runs, step for step
+    warmup, total = settings["warmup_steps"], settings["total_steps"]
+    warmup_epochs = warmup // iters_per_epoch
     steps = np.arange(total)
-    lrs = [learning_rate_at(int(k), base_lr=opt_cfg.learning_rate, warmup_steps=warmup, total_steps=total,
-                            schedule_type=opt_cfg.schedule_type, eta_min=opt_cfg.eta_min,
-                            milestones=[iters_per_epoch * s for s in opt_cfg.schedule_steps],
-                            gamma=opt_cfg.schedule_gamma) for k in steps]
+    lrs = [learning_rate_at(int(k), base_lr=opt_cfg.learning_rate, **settings) for k in steps]
     fig = Figure(figsize=(8, 3.2), layout="tight")
     ax = fig.subplots()
     ax.plot(steps, lrs, color="C3")
