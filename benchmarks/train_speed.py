@@ -133,7 +133,7 @@ def train_workload(preset: str, args, device) -> dict:
     torch.manual_seed(args.seed)
     model = ActionFormer(cfg).to(device).train()
     times = {"padded": [], "length-aware": []}
-    collates = {"padded": lambda b: collate_videos(b, max_seq_len, cfg.max_div_factor, True), "length-aware": aware}
+    collates = {"padded": lambda b: collate_videos(b, max_seq_len, cfg.model.max_div_factor, True), "length-aware": aware}
     warm = with_features(batches[picks[0]], cfg.dataset.input_dim, 0)
     for collate in collates.values():
         train_step_fn(model, collate(warm), device)()

@@ -212,11 +212,6 @@ class Config:
     opt: OptConfig = field(default_factory=OptConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
 
-    @property
-    def max_div_factor(self) -> int:
-        """``model.max_div_factor``: the length every padded input must be divisible by."""
-        return self.model.max_div_factor
-
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -549,8 +544,8 @@ def validate(cfg: Config, source: str = "config") -> None:
         fail(f"model.embd_dim ({m.embd_dim}) must be divisible by model.n_head ({m.n_head})")
     if m.fpn_type == "identity" and m.fpn_dim != m.embd_dim:
         fail(f"model.fpn_type 'identity' needs fpn_dim == embd_dim, got {m.fpn_dim} and {m.embd_dim}")
-    if d.max_seq_len % cfg.max_div_factor != 0:
-        fail(f"dataset.max_seq_len ({d.max_seq_len}) must be divisible by {cfg.max_div_factor}, the largest "
+    if d.max_seq_len % cfg.model.max_div_factor != 0:
+        fail(f"dataset.max_seq_len ({d.max_seq_len}) must be divisible by {cfg.model.max_div_factor}, the largest "
              f"level stride x local-attention span (scale_factor^level x 2*(window//2)) of this model")
     for cls_id in cfg.train_cfg.head_empty_cls:
         if not 0 <= cls_id < d.num_classes:
@@ -580,7 +575,7 @@ def resolve_path(cfg: Config, data_root: str | Path | None, relative: str | None
 
 def dump_config(cfg: Config, as_json: bool = False) -> str:
     data = cfg.to_dict()
-    data["derived"] = {"max_div_factor": cfg.max_div_factor, "num_levels": cfg.model.num_levels,
+    data["derived"] = {"max_div_factor": cfg.model.max_div_factor, "num_levels": cfg.model.num_levels,
                        "window_sizes": cfg.model.window_sizes, "total_epochs": cfg.opt.total_epochs}
     if as_json:
         return json.dumps(data, indent=2)

@@ -104,7 +104,7 @@ def test_other_presets_spec_values(preset, overrides):
     ("thumos14", 576), ("anet", 384), ("hacs", 384), ("fineaction", 96), ("thumos14_i3d", 576),
 ])
 def test_max_div_factor_matches_spec(preset, expected):
-    assert load_config(preset).max_div_factor == expected
+    assert load_config(preset).model.max_div_factor == expected
 
 
 def test_all_presets_load_and_total_epochs():

@@ -130,7 +130,7 @@ def test_new_config_keys_are_validated():
 def test_length_aware_batch_equals_padded_batch(preset, max_seq_len, lengths):
     cfg = load_config(preset, [f"dataset.max_seq_len={max_seq_len}"])
     items = make_items(cfg, lengths)
-    padded = collate_videos(items, max_seq_len, cfg.max_div_factor, True)
+    padded = collate_videos(items, max_seq_len, cfg.model.max_div_factor, True)
     compact = training_collate(cfg)(items)
     expected_length = min(max_seq_len, (-(-max(lengths) // 32) + 1) * 32)
     assert padded["feats"].shape[-1] == max_seq_len and compact["feats"].shape[-1] == expected_length
@@ -162,7 +162,7 @@ def test_padding_leaks_without_the_extra_stride():
     outputs at the last real steps (this is what the rule guards against, so the equality above is not vacuous)."""
     cfg = load_config("thumos14", ["dataset.max_seq_len=576"])
     items = make_items(cfg, [320, 201])
-    padded = collate_videos(items, 576, cfg.max_div_factor, True)
+    padded = collate_videos(items, 576, cfg.model.max_div_factor, True)
     tight = {**padded, "feats": padded["feats"][..., :320], "mask": padded["mask"][:, :320]}
     model = perturbed_model(cfg).eval()
     with torch.no_grad():
@@ -330,7 +330,7 @@ def test_fit_one_batch_on_the_trimmed_batch_equals_the_padded_one(monkeypatch):
 
     cfg = load_config("demo")
     item = make_items(cfg, [150], empty=None)[0]
-    batch = collate_videos([item], cfg.dataset.max_seq_len, cfg.max_div_factor, False)
+    batch = collate_videos([item], cfg.dataset.max_seq_len, cfg.model.max_div_factor, False)
     assert batch["feats"].shape[-1] == 512
     histories = []
     for trim in (True, False):

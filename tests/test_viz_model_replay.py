@@ -42,7 +42,7 @@ def test_replayed_nms_equals_the_model_postprocess(small_demo, tmp_path, overrid
     settings = nms_settings(cfg.test_cfg)
     for index in range(len(dataset)):
         item = dataset[index]
-        batch = collate_videos([item], cfg.dataset.max_seq_len, cfg.max_div_factor, is_training=False)
+        batch = collate_videos([item], cfg.dataset.max_seq_len, cfg.model.max_div_factor, is_training=False)
         with torch.no_grad():
             expected = postprocess([model.candidates(model(batch["feats"], batch["mask"]), 0)], batch, cfg.test_cfg)[0]
         replayed = apply_nms(cache[item["video_id"]], settings)

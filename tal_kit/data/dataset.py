@@ -268,7 +268,7 @@ def training_collate(cfg: Config) -> functools.partial:
     losses and gradients; the second computes every padded step."""
     stride = None if cfg.trainer.pad_to_max_seq_len else cfg.model.level_strides[-1]
     return functools.partial(collate_videos, max_seq_len=cfg.dataset.max_seq_len,
-                             max_div_factor=cfg.max_div_factor, is_training=True, length_stride=stride)
+                             max_div_factor=cfg.model.max_div_factor, is_training=True, length_stride=stride)
 
 
 def seed_worker(worker_id: int) -> None:
