@@ -36,7 +36,7 @@ def setup(config: str | Path | Config = "demo", data_root: str | Path = "", run_
     from tal_kit.data.demo import ensure_demo_data
 
     cfg = resolve_config(config, as_override_list(overrides) + (list(QUICK_OVERRIDES) if quick else []), seed)
-    paths = run_paths(cfg, data_root, run_dir, figure_dir, quick=quick)  # a quick run never resumes a full one
+    paths = run_paths(cfg, data_root, run_dir, figure_dir)
     if cfg.name == "demo":
         ensure_demo_data(paths.data_root, log)
     return Session(cfg, paths.data_root, paths.run_dir, paths.figure_dir)
